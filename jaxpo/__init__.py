@@ -1,0 +1,27 @@
+"""jaxpo: policy-optimisation RL compiled end to end in JAX.
+
+``make_train(config)`` returns a pure ``train(key, hparams)``; ``presets.get`` gives a
+(config, hparams) pair; ``sweep`` vmaps ``train`` over seeds and hyperparameters.
+"""
+
+from . import envs, presets, sweep
+from .algos import ALGORITHMS
+from .config import Config
+from .hparams import HParams
+from .train import RunnerState, TrainResult, default_hparams, make_env, make_train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS",
+    "Config",
+    "HParams",
+    "RunnerState",
+    "TrainResult",
+    "default_hparams",
+    "envs",
+    "make_env",
+    "make_train",
+    "presets",
+    "sweep",
+]

@@ -1,0 +1,123 @@
+"""Static configuration (``Config``) and the checks run on it before anything is traced.
+
+``Config`` holds everything that fixes a shape or the program's control flow; it is frozen
+and hashable, and ``make_train`` closes over it. Continuous knobs are traced and live in each
+algorithm's ``HParams`` (see :mod:`jaxpo.hparams`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from . import envs
+
+ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Static settings of a training run (changing any of them recompiles).
+
+    Attributes:
+        algo: algorithm name, a key of :data:`jaxpo.algos.ALGORITHMS`.
+        env_id: ``backend:name`` environment id.
+        brax_backend: physics pipeline for ``brax:`` envs.
+        episode_length: time limit of ``brax:`` envs (gymnax envs carry their own).
+        num_envs: parallel environments per agent.
+        num_steps: rollout length per update (batch = ``num_envs * num_steps``).
+        total_timesteps: env steps per agent; ``num_updates = total // batch``.
+        update_epochs: passes over each batch.
+        num_minibatches: minibatches per epoch; must divide the batch.
+        hidden_sizes: widths of the actor's and the critic's hidden layers.
+        activation: hidden-layer activation, one of :data:`ACTIVATIONS`.
+        normalize_obs: normalise observations with running statistics (env state).
+        normalize_advantages: standardise advantages per minibatch.
+        clip_value_loss: clip the value update around the old value by ``clip_eps``.
+        anneal_lr: decay the learning rate linearly to 0 over the run.
+        action_mode: ``"clip"`` or ``"rescale"`` Gaussian actions into the action box.
+        log_std_init: initial log standard deviation of Gaussian policies.
+        adam_eps: Adam's epsilon.
+        progress_interval: call the progress hook every this many updates (0: never).
+    """
+
+    algo: str = "ppo"
+    env_id: str = "gymnax:CartPole-v1"
+    brax_backend: str = envs.DEFAULT_BACKEND
+    episode_length: int = 1000
+    num_envs: int = 4
+    num_steps: int = 128
+    total_timesteps: int = 500_000
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    normalize_obs: bool = False
+    normalize_advantages: bool = True
+    clip_value_loss: bool = True
+    anneal_lr: bool = True
+    action_mode: str = "clip"
+    log_std_init: float = 0.0
+    adam_eps: float = 1e-5
+    progress_interval: int = 0
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied; unknown names raise ``ValueError``."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; fields: {field_names(Config)}")
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps collected per update, ``num_envs * num_steps``."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        """Samples per minibatch."""
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        """Number of updates in a run, ``total_timesteps // batch_size``."""
+        return self.total_timesteps // self.batch_size
+
+
+def field_names(cls: type) -> list[str]:
+    """Names of a dataclass's fields, in order."""
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def validate_config(config: Config) -> None:
+    """Raises ``ValueError`` naming the field if ``config`` cannot make a valid run."""
+    from .algos import ALGORITHMS
+
+    if config.algo not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm algo={config.algo!r}; choose one of {sorted(ALGORITHMS)}")
+    envs.check_env_id(config.env_id)
+    if config.brax_backend not in envs.BACKENDS:
+        raise ValueError(f"brax_backend={config.brax_backend!r} must be one of {envs.BACKENDS}")
+    for name in ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches",
+                 "episode_length"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if config.progress_interval < 0:
+        raise ValueError(f"progress_interval must be >= 0, got {config.progress_interval}")
+    if not config.hidden_sizes or any(int(h) <= 0 for h in config.hidden_sizes):
+        raise ValueError(f"hidden_sizes must be non-empty positive widths, got {config.hidden_sizes}")
+    if config.activation not in ACTIVATIONS:
+        raise ValueError(f"activation={config.activation!r} must be one of {ACTIVATIONS}")
+    if config.action_mode not in ("clip", "rescale"):
+        raise ValueError(f"action_mode={config.action_mode!r} must be 'clip' or 'rescale'")
+    if config.batch_size % config.num_minibatches:
+        raise ValueError(
+            f"num_minibatches={config.num_minibatches} does not divide the batch "
+            f"num_envs*num_steps={config.batch_size}"
+        )
+    if config.num_updates < 1:
+        raise ValueError(
+            f"total_timesteps={config.total_timesteps} is smaller than one batch "
+            f"(num_envs*num_steps={config.batch_size})"
+        )

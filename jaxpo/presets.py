@@ -1,0 +1,66 @@
+"""Tuned starting points: ``get(algo, env_id) -> (Config, HParams)``.
+
+Where no preset exists for a pair, the algorithm's defaults with the generic config for
+that env id are returned, so every algorithm runs on every compatible env.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config, validate_config
+from .hparams import HParams
+from .train import default_hparams
+
+#: (algo, env_id) -> (config overrides, hparam overrides). The PPO CartPole/Acrobot/MinAtar
+#: entries follow PureJaxRL's classic settings; continuous-control entries use larger batches,
+#: observation normalisation and reward scaling.
+PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
+    ("ppo", "gymnax:CartPole-v1"): (
+        dict(num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4,
+             num_minibatches=4),
+        dict(learning_rate=2.5e-4),
+    ),
+    ("ppo", "gymnax:Acrobot-v1"): (
+        dict(num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4,
+             num_minibatches=4),
+        dict(learning_rate=2.5e-4),
+    ),
+    ("ppo", "gymnax:Breakout-MinAtar"): (
+        dict(num_envs=64, num_steps=128, total_timesteps=5_000_000, update_epochs=4,
+             num_minibatches=8, hidden_sizes=(256, 256), activation="relu"),
+        dict(learning_rate=5e-3, ent_coef=0.01),
+    ),
+    ("ppo", "gymnax:Pendulum-v1"): (
+        dict(num_envs=16, num_steps=256, total_timesteps=500_000, update_epochs=10,
+             num_minibatches=16, normalize_obs=True, anneal_lr=False),
+        dict(learning_rate=1e-3, gamma=0.95, reward_scale=0.1, ent_coef=0.0),
+    ),
+    ("ppo", "brax:inverted_pendulum"): (
+        dict(num_envs=32, num_steps=64, total_timesteps=2_000_000, update_epochs=4,
+             num_minibatches=32, normalize_obs=True),
+        dict(learning_rate=3e-4, ent_coef=0.0, reward_scale=0.1),
+    ),
+    ("ppo", "brax:hopper"): (
+        dict(num_envs=64, num_steps=64, total_timesteps=10_000_000, update_epochs=4,
+             num_minibatches=32, normalize_obs=True, hidden_sizes=(128, 128)),
+        dict(learning_rate=3e-4, ent_coef=0.0, reward_scale=0.1, gamma=0.99),
+    ),
+}
+
+
+def available() -> list[tuple[str, str]]:
+    """The (algo, env_id) pairs with a tuned preset."""
+    return sorted(PRESETS)
+
+
+def get(algo: str, env_id: str) -> tuple[Config, HParams]:
+    """A (static config, traced hparams) pair for ``algo`` on ``env_id``.
+
+    Raises:
+        ValueError: unknown algorithm or env id.
+    """
+    config_overrides, hparam_overrides = PRESETS.get((algo, env_id), ({}, {}))
+    config = Config(algo=algo, env_id=env_id).replace(**config_overrides)
+    validate_config(config)
+    return config, default_hparams(config, **hparam_overrides)
