@@ -20,11 +20,13 @@ def parse_env_id(env_id: str) -> tuple[str, str]:
     backend, sep, name = env_id.partition(":")
     if not sep or not name:
         raise ValueError(
-            f"env id {env_id!r} must look like 'backend:name' with backend one of "
+            f"env_id={env_id!r} must look like 'backend:name' with backend one of "
             f"{BACKEND_NAMES}, e.g. 'gymnax:CartPole-v1'"
         )
     if backend not in BACKEND_NAMES:
-        raise ValueError(f"unknown env backend {backend!r} in {env_id!r}; use one of {BACKEND_NAMES}")
+        raise ValueError(
+            f"unknown env backend {backend!r} in env_id={env_id!r}; use one of {BACKEND_NAMES}"
+        )
     return backend, name
 
 
@@ -57,7 +59,9 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"unknown environment env_id={env_id!r}; {backend} has {known}")
 
 
-def make(env_id: str, brax_backend: str = DEFAULT_BACKEND, episode_length: int = 1000) -> Environment:
+def make(
+    env_id: str, brax_backend: str = DEFAULT_BACKEND, episode_length: int = 1000
+) -> Environment:
     """Makes the bare (auto-resetting, unwrapped) environment for ``env_id``.
 
     Args:

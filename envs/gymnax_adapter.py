@@ -48,7 +48,7 @@ class GymnaxEnv(Environment):
         return self._env
 
     def default_params(self) -> Any:
-        """gymnax's ``EnvParams`` for this environment."""
+        """Gymnax's ``EnvParams`` for this environment."""
         return self._params
 
     def _action(self, action: jax.Array) -> jax.Array:

@@ -1,5 +1,4 @@
-"""Pure wrappers that carry their own state: episode statistics, action clipping or
-rescaling, batching over many environments and observation normalisation.
+"""Pure, stateful wrappers: episode statistics, action clipping, batching, obs normalisation.
 
 Order used by the trainer (inner to outer)::
 
@@ -80,7 +79,9 @@ class ClipAction(Wrapper):
     def __init__(self, env: Environment, mode: Literal["clip", "rescale"] = "clip"):
         super().__init__(env)
         if not isinstance(env.action_space, Box):
-            raise ValueError(f"ClipAction needs a continuous (Box) action space, {env.name} has none")
+            raise ValueError(
+                f"ClipAction needs a continuous (Box) action space, {env.name} has none"
+            )
         if mode not in ("clip", "rescale"):
             raise ValueError(f"ClipAction mode must be 'clip' or 'rescale', got {mode!r}")
         self.mode = mode
@@ -102,8 +103,10 @@ class ClipAction(Wrapper):
 
 
 class VecEnv(Wrapper):
-    """``num_envs`` independent copies of an environment; every array gains a leading
-    ``[num_envs]`` axis. Params are shared (not batched)."""
+    """``num_envs`` independent copies of an environment.
+
+    Every array gains a leading ``[num_envs]`` axis. Params are shared (not batched).
+    """
 
     def __init__(self, env: Environment, num_envs: int):
         super().__init__(env)

@@ -4,7 +4,7 @@
 (config, hparams) pair; ``sweep`` vmaps ``train`` over seeds and hyperparameters.
 """
 
-from . import envs, presets, sweep
+from . import envs, presets, progress, sweep
 from .algos import ALGORITHMS
 from .config import Config
 from .hparams import HParams
@@ -23,5 +23,6 @@ __all__ = [
     "make_env",
     "make_train",
     "presets",
+    "progress",
     "sweep",
 ]

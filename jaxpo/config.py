@@ -8,6 +8,7 @@ algorithm's ``HParams`` (see :mod:`jaxpo.hparams`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from . import envs
@@ -94,19 +95,35 @@ def validate_config(config: Config) -> None:
     from .algos import ALGORITHMS
 
     if config.algo not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm algo={config.algo!r}; choose one of {sorted(ALGORITHMS)}")
+        raise ValueError(
+            f"unknown algorithm algo={config.algo!r}; choose one of {sorted(ALGORITHMS)}"
+        )
     envs.check_env_id(config.env_id)
     if config.brax_backend not in envs.BACKENDS:
         raise ValueError(f"brax_backend={config.brax_backend!r} must be one of {envs.BACKENDS}")
-    for name in ("num_envs", "num_steps", "total_timesteps", "update_epochs", "num_minibatches",
-                 "episode_length"):
+    for name in (
+        "num_envs",
+        "num_steps",
+        "total_timesteps",
+        "update_epochs",
+        "num_minibatches",
+        "episode_length",
+    ):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if config.progress_interval < 0:
-        raise ValueError(f"progress_interval must be >= 0, got {config.progress_interval}")
+    if not isinstance(config.progress_interval, int) or config.progress_interval < 0:
+        raise ValueError(
+            f"progress_interval must be an integer >= 0, got {config.progress_interval!r}"
+        )
+    if not math.isfinite(config.adam_eps) or config.adam_eps <= 0:
+        raise ValueError(f"adam_eps must be finite and > 0, got {config.adam_eps!r}")
+    if not math.isfinite(config.log_std_init):
+        raise ValueError(f"log_std_init must be finite, got {config.log_std_init!r}")
     if not config.hidden_sizes or any(int(h) <= 0 for h in config.hidden_sizes):
-        raise ValueError(f"hidden_sizes must be non-empty positive widths, got {config.hidden_sizes}")
+        raise ValueError(
+            f"hidden_sizes must be non-empty positive widths, got {config.hidden_sizes}"
+        )
     if config.activation not in ACTIVATIONS:
         raise ValueError(f"activation={config.activation!r} must be one of {ACTIVATIONS}")
     if config.action_mode not in ("clip", "rescale"):

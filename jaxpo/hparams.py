@@ -56,15 +56,21 @@ class HParams:
         if missing:
             raise ValueError(f"missing hparam(s) {missing} for {cls.__name__}")
         arrays = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
-        return cls(env_params=env_params, **arrays)
+        hparams = cls(env_params=env_params, **arrays)
+        validate_hparams(hparams)
+        return hparams
 
     def set(self, **values: Any) -> HParams:
         """A copy with named scalar fields replaced (cast to float32); unknown names raise."""
         names = scalar_names(type(self))
         unknown = sorted(set(values) - set(names))
         if unknown:
-            raise ValueError(f"unknown hparam(s) {unknown} for {type(self).__name__}; known: {names}")
-        return self.replace(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+            raise ValueError(
+                f"unknown hparam(s) {unknown} for {type(self).__name__}; known: {names}"
+            )
+        hparams = self.replace(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+        validate_hparams(hparams)
+        return hparams
 
 
 def scalar_names(cls: type) -> list[str]:
@@ -108,4 +114,3 @@ def validate_hparams(hparams: HParams) -> None:
                 f"hparam {name}={shown!r} is out of range; it must be finite and in "
                 f"{_describe(low, high, low_inc, high_inc)}"
             )
-

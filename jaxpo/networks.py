@@ -54,9 +54,11 @@ class MLP(nn.Module):
 
 
 class Actor(nn.Module):
-    """Policy network: categorical over logits, or diagonal Gaussian with a state-independent
-    log-std parameter. ``__call__`` returns ``(mean_or_logits, log_std)`` (log_std is
-    ``None`` for discrete actions); :func:`distribution` turns that into a distrax object."""
+    """Policy network: categorical logits, or a diagonal Gaussian with state-independent log-std.
+
+    ``__call__`` returns ``(mean_or_logits, log_std)`` (log_std is
+    ``None`` for discrete actions); :func:`distribution` turns that into a distrax object.
+    """
 
     hidden_sizes: tuple[int, ...]
     action_dim: int

@@ -17,33 +17,62 @@ from .train import default_hparams
 #: observation normalisation and reward scaling.
 PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
     ("ppo", "gymnax:CartPole-v1"): (
-        dict(num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4,
-             num_minibatches=4),
+        dict(
+            num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4, num_minibatches=4
+        ),
         dict(learning_rate=2.5e-4),
     ),
     ("ppo", "gymnax:Acrobot-v1"): (
-        dict(num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4,
-             num_minibatches=4),
+        dict(
+            num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4, num_minibatches=4
+        ),
         dict(learning_rate=2.5e-4),
     ),
     ("ppo", "gymnax:Breakout-MinAtar"): (
-        dict(num_envs=64, num_steps=128, total_timesteps=5_000_000, update_epochs=4,
-             num_minibatches=8, hidden_sizes=(256, 256), activation="relu"),
+        dict(
+            num_envs=64,
+            num_steps=128,
+            total_timesteps=5_000_000,
+            update_epochs=4,
+            num_minibatches=8,
+            hidden_sizes=(256, 256),
+            activation="relu",
+        ),
         dict(learning_rate=5e-3, ent_coef=0.01),
     ),
     ("ppo", "gymnax:Pendulum-v1"): (
-        dict(num_envs=16, num_steps=256, total_timesteps=500_000, update_epochs=10,
-             num_minibatches=16, normalize_obs=True, anneal_lr=False),
+        dict(
+            num_envs=16,
+            num_steps=256,
+            total_timesteps=500_000,
+            update_epochs=10,
+            num_minibatches=16,
+            clip_value_loss=False,
+            anneal_lr=False,
+        ),
         dict(learning_rate=1e-3, gamma=0.95, reward_scale=0.1, ent_coef=0.0),
     ),
     ("ppo", "brax:inverted_pendulum"): (
-        dict(num_envs=32, num_steps=64, total_timesteps=2_000_000, update_epochs=4,
-             num_minibatches=32, normalize_obs=True),
+        dict(
+            num_envs=32,
+            num_steps=64,
+            total_timesteps=2_000_000,
+            update_epochs=4,
+            num_minibatches=32,
+            normalize_obs=True,
+        ),
         dict(learning_rate=3e-4, ent_coef=0.0, reward_scale=0.1),
     ),
     ("ppo", "brax:hopper"): (
-        dict(num_envs=64, num_steps=64, total_timesteps=10_000_000, update_epochs=4,
-             num_minibatches=32, normalize_obs=True, hidden_sizes=(128, 128)),
+        dict(
+            num_envs=64,
+            num_steps=64,
+            total_timesteps=10_000_000,
+            update_epochs=4,
+            num_minibatches=32,
+            normalize_obs=True,
+            hidden_sizes=(128, 128),
+        ),
         dict(learning_rate=3e-4, ent_coef=0.0, reward_scale=0.1, gamma=0.99),
     ),
 }

@@ -8,6 +8,7 @@ Only traced hparams can be swept; static config fields are refused with a clear 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -99,14 +100,20 @@ def grid(hparams: HParams, **values: Sequence[float]) -> HParams:
 
 
 def parse_distribution(spec: Any) -> tuple[str, tuple[Any, ...]]:
-    """Normalises ``("loguniform", lo, hi)``, ``("uniform", lo, hi)``, ``("choice", [..])`` or
-    the CLI string forms ``"loguniform:1e-5:1e-2"`` / ``"choice:0.1,0.2"``."""
+    """Checks and normalises a distribution spec.
+
+    Accepts ``("loguniform", lo, hi)``, ``("uniform", lo, hi)``, ``("choice", [..])`` or
+    the CLI string forms ``"loguniform:1e-5:1e-2"`` / ``"choice:0.1,0.2"``.
+    """
     if isinstance(spec, str):
         kind, _, rest = spec.partition(":")
-        if kind == "choice":
-            spec = (kind, [float(v) for v in rest.split(",") if v])
-        else:
-            spec = (kind, *[float(v) for v in rest.split(":") if v])
+        try:
+            if kind == "choice":
+                spec = (kind, [float(v) for v in rest.split(",") if v])
+            else:
+                spec = (kind, *[float(v) for v in rest.split(":") if v])
+        except ValueError as err:
+            raise ValueError(f"malformed distribution {spec!r}: {err}") from None
     if not isinstance(spec, tuple | list) or not spec:
         raise ValueError(f"malformed distribution {spec!r}; e.g. ('loguniform', 1e-5, 1e-2)")
     kind, args = spec[0], tuple(spec[1:])
@@ -160,8 +167,13 @@ def concat(*batches: HParams) -> HParams:
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *batches)
 
 
+@functools.lru_cache(maxsize=8)
 def make_sweep_fn(config: Config, progress: ProgressHook | None = None) -> Any:
-    """``f(keys [S], hparams [M]) -> TrainResult [M, S, ...]``, jitted."""
+    """``f(keys [S], hparams [M]) -> TrainResult [M, S, ...]``, jitted.
+
+    Cached on ``(config, progress)``: repeated sweeps with the same static config and hook
+    reuse one compiled program (a new hparam batch of the same shape does not recompile).
+    """
     train = make_train(config, progress)
     over_seeds = jax.vmap(train, in_axes=(0, None))
     return jax.jit(jax.vmap(over_seeds, in_axes=(None, 0)))
@@ -204,5 +216,8 @@ def member_hparams(hparams: HParams, index: int) -> HParams:
 
 def columns(hparams: HParams) -> dict[str, np.ndarray]:
     """The scalar hparams of a batch as NumPy columns ``{name: [M]}``."""
-    return {f.name: np.asarray(getattr(hparams, f.name)) for f in dataclasses.fields(hparams)
-            if f.name != "env_params"}
+    return {
+        f.name: np.asarray(getattr(hparams, f.name))
+        for f in dataclasses.fields(hparams)
+        if f.name != "env_params"
+    }

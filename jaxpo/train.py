@@ -83,9 +83,13 @@ def make_env(config: Config) -> envs.Environment:
 def check_action_space(algo: Algorithm, env: envs.Environment) -> None:
     """Raises ``ValueError`` if ``algo`` cannot act in ``env``'s action space."""
     if env.is_discrete and not algo.discrete:
-        raise ValueError(f"algorithm {algo.name!r} needs continuous actions; {env.name} is discrete")
+        raise ValueError(
+            f"algorithm {algo.name!r} needs continuous actions; {env.name} is discrete"
+        )
     if not env.is_discrete and not algo.continuous:
-        raise ValueError(f"algorithm {algo.name!r} needs discrete actions; {env.name} is continuous")
+        raise ValueError(
+            f"algorithm {algo.name!r} needs discrete actions; {env.name} is continuous"
+        )
 
 
 def default_hparams(config: Config, **overrides: float) -> HParams:
@@ -197,7 +201,12 @@ def make_train(
         def one_update(state: RunnerState, update: jax.Array) -> tuple[RunnerState, Any]:
             key, k_roll, k_update = jax.random.split(state.key, 3)
             env_state, obs, traj = rollout(
-                env, policy(state.params), state.env_state, state.obs, k_roll, env_params,
+                env,
+                policy(state.params),
+                state.env_state,
+                state.obs,
+                k_roll,
+                env_params,
                 config.num_steps,
             )
             batch, explained_var = make_batch(state.params, traj, hparams)
@@ -215,8 +224,9 @@ def make_train(
                 **rule_metrics,
             }
             if report:
-                due = jnp.logical_or((update + 1) % config.progress_interval == 0,
-                                     update + 1 == num_updates)
+                due = jnp.logical_or(
+                    (update + 1) % config.progress_interval == 0, update + 1 == num_updates
+                )
                 token = jax.lax.cond(
                     due,
                     lambda: _report(progress, update + 1, config.batch_size, ep_return),

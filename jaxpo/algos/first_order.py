@@ -62,7 +62,7 @@ def make_first_order_rule(config: Config, hparams: HParams, loss_fn: LossFn) -> 
         (loss, metrics), grads = grad_fn(params, minibatch)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return (params, opt_state), {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+        return (params, opt_state), {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     def epoch(
         carry: tuple[Any, Any, Batch], key: jax.Array

@@ -1,5 +1,4 @@
-"""PPO-clip: the clipped surrogate, a (clipped) value loss and an entropy bonus, optimised
-with epochs × shuffled minibatches of Adam."""
+"""PPO-clip: clipped surrogate + value loss − entropy bonus, epochs × minibatches of Adam."""
 
 from __future__ import annotations
 
@@ -56,9 +55,7 @@ def normalize(advantages: jax.Array) -> jax.Array:
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 
-def make_ppo_loss(
-    config: Config, hparams: PPOHParams, actor: Actor, critic: Critic
-) -> Any:
+def make_ppo_loss(config: Config, hparams: PPOHParams, actor: Actor, critic: Critic) -> Any:
     """L = ppo_clip + c_v·value_loss − c_e·H on a minibatch, with health metrics."""
 
     def loss_fn(params: Any, mb: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:

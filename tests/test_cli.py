@@ -1,0 +1,77 @@
+"""The ``jaxpo`` command line: training output files, table, progress and errors."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jaxpo import cli
+
+
+def test_train_writes_metrics_summary_and_table(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(
+        [
+            "train",
+            "--seeds",
+            "2",
+            "--total-timesteps",
+            "2048",
+            "--out",
+            str(out),
+            "--set",
+            "num_envs=2",
+            "--set",
+            "num_steps=64",
+            "--set",
+            "learning_rate=1e-3",
+            "--set",
+            "hidden_sizes=16,16",
+            "--progress-interval",
+            "4",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "final return" in printed and "mean" in printed and "±" in printed
+    # one progress display for both seeds: updates 4, 8, 12, 16 — each line covers 2 agents
+    progress_lines = [line for line in printed.splitlines() if "update " in line]
+    assert len(progress_lines) == 4 and all("(2 agents)" in line for line in progress_lines)
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 2 * 16  # one row per update per seed
+    assert {"seed", "update", "env_steps", "episode_return", "approx_kl"} <= set(rows[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["num_envs"] == 2 and summary["config"]["hidden_sizes"] == [16, 16]
+    assert summary["hparams"]["learning_rate"] == pytest.approx(1e-3)
+    assert len(summary["final_return"]) == 2
+    last = [float(r["episode_return"]) for r in rows if int(r["update"]) == 16]
+    assert summary["final_return"] == pytest.approx(last)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "nope=1"], "unknown name 'nope'"),
+        (["--set", "learning_rate"], "NAME=VALUE"),
+        (["--set", "learning_rate=-1"], "learning_rate"),
+        (["--set", "gamma=abc"], "cannot parse"),
+        (["--set", "num_minibatches=7"], "num_minibatches"),
+        (["--env", "gymnax:Nope-v0"], "env_id"),
+        (["--algo", "nope"], "algo"),
+        (["--seeds", "0"], "--seeds"),
+    ],
+)
+def test_bad_input_exits_2_with_named_field(argv, message, capsys):
+    assert cli.main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "jaxpo: error:" in err and message in err
+
+
+def test_python_dash_m_entry_point():
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxpo", "train", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert "--total-timesteps" in done.stdout and "--set" in done.stdout
