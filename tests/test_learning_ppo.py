@@ -40,7 +40,9 @@ def test_ppo_pendulum_bootstraps_truncation():
 
 
 def test_ppo_brax_inverted_pendulum_reaches_800_within_2e6():
-    config, returns = returns_at("brax:inverted_pendulum", 2_000_000)
+    # The preset anneals over 1e6 steps and is at 1000 in most seeds by then; reaching the
+    # threshold within 1e6 satisfies "within 2e6" at half the CI time.
+    config, returns = returns_at("brax:inverted_pendulum", 1_000_000)
     final = returns[:, -1]
     print("inverted_pendulum final returns:", np.round(final))
     assert (final >= 800).sum() >= 6, final
