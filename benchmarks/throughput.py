@@ -166,9 +166,10 @@ def cartpole_case(total: int) -> EnvCase:
     return EnvCase("CartPole-v1", config, hp, rejax_env, {"normalize_observations": False})
 
 
-def pendulum_case(total: int) -> EnvCase:
+def pendulum_case(updates: int) -> EnvCase:
+    """jaxpo's brax:inverted_pendulum preset (spring), cut to ``updates`` whole updates."""
     config, hp = jaxpo.presets.get("ppo", "brax:inverted_pendulum")
-    config = config.replace(total_timesteps=total, brax_backend="spring")
+    config = config.replace(total_timesteps=updates * config.batch_size, brax_backend="spring")
 
     def rejax_env() -> tuple[Any, Any]:
         from rejax.compat.brax2gymnax import create_brax
@@ -182,15 +183,16 @@ def pendulum_case(total: int) -> EnvCase:
 
     note = (
         "rejax via rejax.compat.brax2gymnax (brax AutoResetWrapper + EpisodeWrapper) with "
-        "gymnax 0.0.9's step reimplemented; no reward scaling (rejax has none), "
-        "normalize_observations=True"
+        "gymnax 0.0.9's step reimplemented; no reward scaling (rejax has none); "
+        f"normalize_observations={config.normalize_obs}; rejax always clips the value loss "
+        f"(jaxpo clip_value_loss={config.clip_value_loss})"
     )
     return EnvCase(
         "inverted_pendulum (brax spring)",
         config,
         hp,
         rejax_env,
-        {"normalize_observations": True},
+        {"normalize_observations": config.normalize_obs},
         note,
     )
 
@@ -585,7 +587,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few steps, 1 repeat")
     parser.add_argument("--out", default="benchmarks/results", help="output folder")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per cell")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per cell (default: 5 for 1 seed, 3 for more; --quick: 1)",
+    )
     parser.add_argument(
         "--envs",
         default=None,
@@ -595,13 +602,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seeds", default=None, help="comma list of seed counts (default 1,8; --quick: 1)"
     )
-    parser.add_argument("--cartpole-steps", type=int, default=None)
-    parser.add_argument("--pendulum-steps", type=int, default=None)
+    parser.add_argument(
+        "--cartpole-steps", type=int, default=None, help="total steps per seed (500000)"
+    )
+    parser.add_argument(
+        "--pendulum-updates", type=int, default=None, help="PPO updates per seed (48)"
+    )
     args = parser.parse_args(argv)
 
-    repeats = args.repeats or (1 if args.quick else 3)
     cartpole_steps = args.cartpole_steps or (4 * 128 * 4 if args.quick else 500_000)
-    pendulum_steps = args.pendulum_steps or (32 * 64 * 2 if args.quick else 32 * 64 * 48)
+    pendulum_updates = args.pendulum_updates or (2 if args.quick else 48)
+
+    def repeats_for(seeds: int) -> int:
+        if args.repeats:
+            return args.repeats
+        return 1 if args.quick else (5 if seeds == 1 else 3)
+
     impls = [s.strip() for s in args.impls.split(",") if s.strip()]
     if "rejax" in impls:
         try:
@@ -613,18 +629,18 @@ def main(argv: list[str] | None = None) -> int:
     env_names = args.envs or ("cartpole" if args.quick else "cartpole,pendulum")
     makers = {
         "cartpole": lambda: cartpole_case(cartpole_steps),
-        "pendulum": lambda: pendulum_case(pendulum_steps),
+        "pendulum": lambda: pendulum_case(pendulum_updates),
     }
     cases = [makers[e.strip()]() for e in env_names.split(",") if e.strip()]
 
     info = machine_info()
-    log(f"jax {info['jax']} on {info['backend']}, {info['cpu_count']} CPUs; repeats={repeats}")
+    log(f"jax {info['jax']} on {info['backend']}, {info['cpu_count']} CPUs")
     rows: list[dict] = []
     started = time.perf_counter()
     for case in cases:
         for seeds in seed_counts:
             log(f"{case.label}, {seeds} seed(s), {case.steps * seeds:,} steps per run")
-            rows.extend(bench_group(case, seeds, repeats, impls))
+            rows.extend(bench_group(case, seeds, repeats_for(seeds), impls))
     wall = time.perf_counter() - started
 
     table = markdown_table(rows)
@@ -634,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "quick": args.quick,
-        "repeats": repeats,
+        "repeats": {str(n): repeats_for(n) for n in seed_counts},
         "wall_s": wall,
         "machine": info,
         "settings": {case.label: settings_of(case) for case in cases},
@@ -645,10 +661,18 @@ def main(argv: list[str] | None = None) -> int:
         f"jax {info['jax']}, backend {info['backend']}, {info['cpu_count']} CPUs "
         f"({info['cpu_model']}), XLA_FLAGS={info['XLA_FLAGS'] or '(none)'}"
     )
+    loads = [r["loadavg_1m_before_after"] for r in rows]
+    load_range = (
+        f"{min(min(x) for x in loads):.1f}–{max(max(x) for x in loads):.1f}" if loads else "?"
+    )
+    repeats_text = ", ".join(f"{n} seed(s): {repeats_for(n)}" for n in seed_counts)
     md = (
-        f"# PPO training throughput{' (quick smoke run)' if args.quick else ''}\n\n"
-        f"`{result['command']}` — {result['date_utc']}; {machine}; "
-        f"median of {repeats} run(s).\n\n{table}\n\n{NOTES}"
+        f"# PPO training throughput{' (quick smoke run, not a measurement)' if args.quick else ''}"
+        f"\n\n`{result['command']}` — {result['date_utc']}; {machine}. Timed runs per cell "
+        f"({repeats_text}); 1-minute load average during the cells {load_range} "
+        f"(other processes on the machine slow runs unevenly; the interleaving and the median "
+        f"keep the ratios fair, the best-run column shows the least disturbed runs).\n\n"
+        f"{table}\n\n{NOTES}"
     )
     (out / "throughput.md").write_text(md)
     print()

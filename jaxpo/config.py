@@ -36,6 +36,8 @@ class Config:
         normalize_advantages: standardise advantages per minibatch.
         clip_value_loss: clip the value update around the old value by ``clip_eps``.
         anneal_lr: decay the learning rate linearly to 0 over the run.
+        bootstrap_truncation: bootstrap ``V(final_obs)`` at time-limit truncations (the
+            correct choice); ``False`` treats truncation as termination, for ablations.
         action_mode: ``"clip"`` or ``"rescale"`` Gaussian actions into the action box.
         log_std_init: initial log standard deviation of Gaussian policies.
         adam_eps: Adam's epsilon.
@@ -57,6 +59,7 @@ class Config:
     normalize_advantages: bool = True
     clip_value_loss: bool = True
     anneal_lr: bool = True
+    bootstrap_truncation: bool = True
     action_mode: str = "clip"
     log_std_init: float = 0.0
     adam_eps: float = 1e-5

@@ -163,11 +163,12 @@ def make_train(
         values = critic.apply(params["critic"], traj.obs)
         next_values = critic.apply(params["critic"], traj.final_obs)
         done = jnp.logical_or(traj.terminated, traj.truncated)
+        terminated = traj.terminated if config.bootstrap_truncation else done
         advantages, returns = gae(
             traj.reward * hparams.reward_scale,
             values,
             next_values,
-            traj.terminated,
+            terminated,
             done,
             hparams.gamma,
             hparams.gae_lambda,

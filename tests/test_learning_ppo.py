@@ -28,9 +28,12 @@ def test_ppo_cartpole_reaches_475_within_5e5():
     assert (final >= 475).sum() >= 7, final
 
 
-def test_ppo_pendulum_bootstraps_truncation():
-    # A preset that treats the 200-step time limit as termination stays near -900 at 1e5;
-    # this one is near -200, so the thresholds also guard the V(final_obs) bootstrap.
+def test_ppo_pendulum_reaches_thresholds():
+    # Pendulum only ever ends by its 200-step time limit, so every advantage near an episode
+    # end goes through the V(final_obs) bootstrap. experiments/truncation_bootstrap.py shows
+    # what treating truncation as termination costs: far slower learning (around -800 vs
+    # -250 at 6e4 steps), though both presets end near -200 by 1e5 with gamma 0.95, so the
+    # GAE oracle tests, not this threshold, guard the rule itself.
     config, returns = returns_at("gymnax:Pendulum-v1", 500_000)
     at_1e5 = value_within(config, returns, 100_000)
     final = returns[:, -1]

@@ -47,9 +47,9 @@ def test_unknown_algorithm():
     ("env_id", "pattern"),
     [
         ("gymnax:Nope-v0", r"env_id='gymnax:Nope-v0'"),
-        ("foo:bar", r"backend 'foo'.*'foo:bar'"),
-        ("CartPole-v1", r"env id 'CartPole-v1'.*backend:name"),
-        ("gymnax:", r"env id 'gymnax:'"),
+        ("foo:bar", r"backend 'foo'.*env_id='foo:bar'"),
+        ("CartPole-v1", r"env_id='CartPole-v1'.*backend:name"),
+        ("gymnax:", r"env_id='gymnax:'"),
         ("brax:nope", r"env_id='brax:nope'"),
         ("probe:nope", r"env_id='probe:nope'"),
     ],
