@@ -258,7 +258,10 @@ def rejax_train_fn(case: EnvCase, seeds: int) -> tuple[Callable, Callable[[int],
     algo = make_rejax_algo(case)
 
     def train(key: jax.Array) -> Any:
-        return algo.train(key)
+        with warnings.catch_warnings():
+            # rejax's init_state reads ``algo.config`` (a deepcopy); brax envs warn there.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return algo.train(key)
 
     if seeds == 1:
         return train, lambda r: (jax.random.key(r),)
