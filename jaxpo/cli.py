@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import envs
 from .config import Config, field_names, validate_config
 from .hparams import HParams, scalar_names
 
@@ -45,6 +46,10 @@ def parse_field(name: str, text: str) -> Any:
     if isinstance(default, tuple):
         return tuple(int(v) for v in text.split(",") if v.strip())
     return text
+
+
+#: config fields that define the environment's default (traced) params.
+ENV_FIELDS = {"env_id", "brax_backend", "episode_length"}
 
 
 def apply_sets(
@@ -79,6 +84,11 @@ def apply_sets(
             raise ValueError(f"--set {name}: cannot parse {value!r} ({err})") from None
     if config_changes:
         config = config.replace(**config_changes)
+    if ENV_FIELDS & set(config_changes):
+        # The time limit and other env settings live in the traced env params: rebuild them.
+        validate_config(config)
+        env = envs.make(config.env_id, config.brax_backend, config.episode_length)
+        hparams = hparams.replace(env_params=env.default_params())
     if hparam_changes:
         hparams = hparams.set(**hparam_changes)
     return config, hparams

@@ -24,7 +24,10 @@ class Config:
         algo: algorithm name, a key of :data:`jaxpo.algos.ALGORITHMS`.
         env_id: ``backend:name`` environment id.
         brax_backend: physics pipeline for ``brax:`` envs.
-        episode_length: time limit of ``brax:`` envs (gymnax envs carry their own).
+        episode_length: time limit of ``brax:`` envs (gymnax envs carry their own). It seeds
+            the default env params; the limit a run uses is
+            ``hparams.env_params.max_steps_in_episode`` (rebuild hparams with
+            ``jaxpo.default_hparams(config)`` after changing it).
         num_envs: parallel environments per agent.
         num_steps: rollout length per update (batch = ``num_envs * num_steps``).
         total_timesteps: env steps per agent; ``num_updates = total // batch``.

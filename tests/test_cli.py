@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import jaxpo
 from jaxpo import cli
 
 
@@ -75,3 +76,11 @@ def test_python_dash_m_entry_point():
     )
     assert done.returncode == 0
     assert "--total-timesteps" in done.stdout and "--set" in done.stdout
+
+
+def test_set_episode_length_rebuilds_brax_env_params():
+    config, hparams = jaxpo.presets.get("ppo", "brax:inverted_pendulum")
+    config, hparams = cli.apply_sets(config, hparams, ["episode_length=50", "gamma=0.9"])
+    assert config.episode_length == 50
+    assert int(hparams.env_params.max_steps_in_episode) == 50
+    assert float(hparams.gamma) == pytest.approx(0.9)
