@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import envs
 from .config import Config, field_names, validate_config
 from .hparams import HParams, scalar_names
+from .train import bare_env
 
 
 def parse_bool(text: str) -> bool:
@@ -87,8 +87,7 @@ def apply_sets(
     if ENV_FIELDS & set(config_changes):
         # The time limit and other env settings live in the traced env params: rebuild them.
         validate_config(config)
-        env = envs.make(config.env_id, config.brax_backend, config.episode_length)
-        hparams = hparams.replace(env_params=env.default_params())
+        hparams = hparams.replace(env_params=bare_env(config).default_params())
     if hparam_changes:
         hparams = hparams.set(**hparam_changes)
     return config, hparams

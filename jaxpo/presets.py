@@ -74,11 +74,6 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
 }
 
 
-def available() -> list[tuple[str, str]]:
-    """The (algo, env_id) pairs with a tuned preset."""
-    return sorted(PRESETS)
-
-
 def get(algo: str, env_id: str) -> tuple[Config, HParams]:
     """A (static config, traced hparams) pair for ``algo`` on ``env_id``.
 

@@ -68,10 +68,14 @@ class TrainResult(NamedTuple):
     metrics: dict[str, jax.Array]
 
 
+def bare_env(config: Config) -> envs.Environment:
+    """The unwrapped environment ``config`` names (its ``default_params`` seed the hparams)."""
+    return envs.make(config.env_id, config.brax_backend, config.episode_length)
+
+
 def make_env(config: Config) -> envs.Environment:
     """The batched, wrapped environment of a run (see :mod:`jaxpo.envs.wrappers`)."""
-    env = envs.make(config.env_id, config.brax_backend, config.episode_length)
-    env = envs.EpisodeStatistics(env)
+    env = envs.EpisodeStatistics(bare_env(config))
     if not env.is_discrete:
         env = envs.ClipAction(env, config.action_mode)
     env = envs.VecEnv(env, config.num_envs)
@@ -95,8 +99,7 @@ def check_action_space(algo: Algorithm, env: envs.Environment) -> None:
 def default_hparams(config: Config, **overrides: float) -> HParams:
     """The algorithm's default hparams for ``config``'s env, with ``overrides`` applied."""
     algo = ALGORITHMS[config.algo]
-    env = envs.make(config.env_id, config.brax_backend, config.episode_length)
-    hparams = algo.hparams_cls.create(env.default_params(), **algo.defaults)
+    hparams = algo.hparams_cls.create(bare_env(config).default_params(), **algo.defaults)
     return hparams.set(**overrides) if overrides else hparams
 
 
