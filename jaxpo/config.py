@@ -14,6 +14,8 @@ from typing import Any
 from . import envs
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
+FISHER_FORMS = ("gauss_newton", "kl_hessian")
+NATURAL_STEPS = ("normalized", "fixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +39,8 @@ class Config:
         activation: hidden-layer activation, one of :data:`ACTIVATIONS`.
         normalize_obs: normalise observations with running statistics (env state).
         normalize_advantages: standardise advantages per minibatch.
-        clip_value_loss: clip the value update around the old value by ``clip_eps``.
+        clip_value_loss: clip the value update around the old value by ``clip_eps``
+            (algorithms without ``clip_eps``, such as TRPO and NPG, train an unclipped critic).
         anneal_lr: decay the learning rate linearly to 0 over the run.
         bootstrap_truncation: bootstrap ``V(final_obs)`` at time-limit truncations (the
             correct choice); ``False`` treats truncation as termination, for ablations.
@@ -45,6 +48,13 @@ class Config:
         log_std_init: initial log standard deviation of Gaussian policies.
         adam_eps: Adam's epsilon.
         progress_interval: call the progress hook every this many updates (0: never).
+        cg_iters: conjugate-gradient iterations per natural-gradient step (TRPO, NPG).
+        line_search_steps: candidate step fractions of TRPO's backtracking line search.
+        fisher_subsample: compute Fisher-vector products on every k-th sample of the batch.
+        fisher_form: ``"gauss_newton"`` (jvp, output Fisher, vjp) or ``"kl_hessian"``
+            (Hessian of the mean KL, forward-over-reverse) Fisher-vector products.
+        natural_step: NPG's step length: ``"normalized"`` (α = sqrt(2·step_size / xᵀFx)) or
+            ``"fixed"`` (α = step_size).
     """
 
     algo: str = "ppo"
@@ -67,6 +77,11 @@ class Config:
     log_std_init: float = 0.0
     adam_eps: float = 1e-5
     progress_interval: int = 0
+    cg_iters: int = 10
+    line_search_steps: int = 10
+    fisher_subsample: int = 1
+    fisher_form: str = "gauss_newton"
+    natural_step: str = "normalized"
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied; unknown names raise ``ValueError``."""
@@ -114,6 +129,9 @@ def validate_config(config: Config) -> None:
         "update_epochs",
         "num_minibatches",
         "episode_length",
+        "cg_iters",
+        "line_search_steps",
+        "fisher_subsample",
     ):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -134,6 +152,15 @@ def validate_config(config: Config) -> None:
         raise ValueError(f"activation={config.activation!r} must be one of {ACTIVATIONS}")
     if config.action_mode not in ("clip", "rescale"):
         raise ValueError(f"action_mode={config.action_mode!r} must be 'clip' or 'rescale'")
+    if config.fisher_form not in FISHER_FORMS:
+        raise ValueError(f"fisher_form={config.fisher_form!r} must be one of {FISHER_FORMS}")
+    if config.natural_step not in NATURAL_STEPS:
+        raise ValueError(f"natural_step={config.natural_step!r} must be one of {NATURAL_STEPS}")
+    if config.fisher_subsample > config.batch_size:
+        raise ValueError(
+            f"fisher_subsample={config.fisher_subsample} exceeds the batch "
+            f"num_envs*num_steps={config.batch_size}"
+        )
     if config.batch_size % config.num_minibatches:
         raise ValueError(
             f"num_minibatches={config.num_minibatches} does not divide the batch "

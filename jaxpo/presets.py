@@ -17,6 +17,16 @@ CLASSIC = dict(
     num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4, num_minibatches=4
 )
 
+#: TRPO/NPG: large batches (TRPO peaks and slides on CartPole with 16 × 128), one natural
+#: step per batch, critic trained by 5 epochs × 8 minibatches of Adam.
+TRUST_REGION = dict(
+    num_envs=32, num_steps=128, total_timesteps=1_000_000, update_epochs=5, num_minibatches=8
+)
+TRUST_REGION_PENDULUM = dict(
+    TRUST_REGION, num_envs=16, num_steps=256, total_timesteps=2_000_000, anneal_lr=False
+)
+PENDULUM = dict(gamma=0.95, gae_lambda=0.95, reward_scale=0.1)
+
 #: (algo, env_id) -> (config overrides, hparam overrides). The PPO CartPole/Acrobot/MinAtar
 #: entries follow PureJaxRL's classic settings; continuous-control entries use larger batches,
 #: observation normalisation and reward scaling.
@@ -70,6 +80,14 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
             hidden_sizes=(128, 128),
         ),
         dict(learning_rate=3e-4, ent_coef=0.0, reward_scale=0.1, gamma=0.99),
+    ),
+    ("trpo", "gymnax:CartPole-v1"): (TRUST_REGION, {}),
+    ("npg", "gymnax:CartPole-v1"): (TRUST_REGION, {}),
+    ("trpo", "gymnax:Pendulum-v1"): (TRUST_REGION_PENDULUM, dict(PENDULUM, max_kl=0.02)),
+    ("npg", "gymnax:Pendulum-v1"): (TRUST_REGION_PENDULUM, dict(PENDULUM, step_size=0.02)),
+    ("trpo", "brax:inverted_pendulum"): (
+        dict(TRUST_REGION, normalize_obs=True, total_timesteps=1_000_000),
+        dict(reward_scale=0.1),
     ),
 }
 

@@ -2,27 +2,13 @@
 
 import numpy as np
 import pytest
-
-import jaxpo
+from learning import returns_at, value_within
 
 pytestmark = pytest.mark.slow
 
 
-def returns_at(env_id: str, total: int, seeds: int = 8) -> tuple[jaxpo.Config, np.ndarray]:
-    config, hparams = jaxpo.presets.get("ppo", env_id)
-    config = config.replace(total_timesteps=total)
-    result = jaxpo.sweep.run(config, hparams, seeds=seeds)
-    return config, np.asarray(result.metrics["episode_return"])[0]  # [seeds, updates]
-
-
-def value_within(config: jaxpo.Config, returns: np.ndarray, env_steps: int) -> np.ndarray:
-    """Each seed's return at the last update that ends within ``env_steps``."""
-    index = env_steps // config.batch_size - 1
-    return returns[:, index]
-
-
 def test_ppo_cartpole_reaches_475_within_5e5():
-    config, returns = returns_at("gymnax:CartPole-v1", 500_000)
+    config, returns = returns_at("ppo", "gymnax:CartPole-v1", 500_000)
     final = returns[:, -1]
     print("CartPole final returns:", np.round(final, 1))
     assert (final >= 475).sum() >= 7, final
@@ -34,7 +20,7 @@ def test_ppo_pendulum_reaches_thresholds():
     # what treating truncation as termination costs: far slower learning (around -800 vs
     # -250 at 6e4 steps), though both presets end near -200 by 1e5 with gamma 0.95, so the
     # GAE oracle tests, not this threshold, guard the rule itself.
-    config, returns = returns_at("gymnax:Pendulum-v1", 500_000)
+    config, returns = returns_at("ppo", "gymnax:Pendulum-v1", 500_000)
     at_1e5 = value_within(config, returns, 100_000)
     final = returns[:, -1]
     print("Pendulum at 1e5:", np.round(at_1e5), "at 5e5:", np.round(final))
@@ -45,7 +31,7 @@ def test_ppo_pendulum_reaches_thresholds():
 def test_ppo_brax_inverted_pendulum_reaches_800_within_2e6():
     # The preset anneals over 1e6 steps and is at 1000 in most seeds by then; reaching the
     # threshold within 1e6 satisfies "within 2e6" at half the CI time.
-    config, returns = returns_at("brax:inverted_pendulum", 1_000_000)
+    config, returns = returns_at("ppo", "brax:inverted_pendulum", 1_000_000)
     final = returns[:, -1]
     print("inverted_pendulum final returns:", np.round(final))
     assert (final >= 800).sum() >= 6, final

@@ -40,6 +40,9 @@ def test_wheel_maps_envs_under_jaxpo(wheel: Path) -> None:
     assert "jaxpo/envs/__init__.py" in names
     assert "jaxpo/envs/brax_adapter.py" in names
     assert not any(n.startswith("envs/") for n in names), "a bare top-level envs package shipped"
+    for init in (ROOT / "jaxpo").rglob("__init__.py"):
+        package = init.relative_to(ROOT).as_posix()
+        assert package in names, f"{package} is missing from the wheel (pyproject packages)"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "jaxpo = jaxpo.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -65,7 +68,7 @@ def test_wheel_installs_and_imports_in_fresh_venv(wheel: Path, tmp_path: Path) -
     Path(purelib, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     script = textwrap.dedent(
         f"""
-        import importlib.util, jaxpo, jaxpo.envs
+        import importlib.util, jaxpo, jaxpo.envs, jaxpo.algos, jaxpo.natgrad
         assert jaxpo.__file__.startswith({str(env_dir)!r}), jaxpo.__file__
         assert jaxpo.envs.__file__.startswith({str(env_dir)!r}), jaxpo.envs.__file__
         assert importlib.util.find_spec("envs") is None, "bare 'envs' is importable"
