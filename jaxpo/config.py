@@ -38,7 +38,8 @@ class Config:
         hidden_sizes: widths of the actor's and the critic's hidden layers.
         activation: hidden-layer activation, one of :data:`ACTIVATIONS`.
         normalize_obs: normalise observations with running statistics (env state).
-        normalize_advantages: standardise advantages per minibatch.
+        normalize_advantages: standardise advantages per minibatch (PPO) or over the whole
+            batch (TRPO, NPG).
         clip_value_loss: clip the value update around the old value by ``clip_eps``
             (algorithms without ``clip_eps``, such as TRPO and NPG, train an unclipped critic).
         anneal_lr: decay the learning rate linearly to 0 over the run.
@@ -50,7 +51,8 @@ class Config:
         progress_interval: call the progress hook every this many updates (0: never).
         cg_iters: conjugate-gradient iterations per natural-gradient step (TRPO, NPG).
         line_search_steps: candidate step fractions of TRPO's backtracking line search.
-        fisher_subsample: compute Fisher-vector products on every k-th sample of the batch.
+        fisher_subsample: compute Fisher-vector products on every k-th time step of each
+            environment's rollout (TRPO, NPG).
         fisher_form: ``"gauss_newton"`` (jvp, output Fisher, vjp) or ``"kl_hessian"``
             (Hessian of the mean KL, forward-over-reverse) Fisher-vector products.
         natural_step: NPG's step length: ``"normalized"`` (α = sqrt(2·step_size / xᵀFx)) or
@@ -156,10 +158,9 @@ def validate_config(config: Config) -> None:
         raise ValueError(f"fisher_form={config.fisher_form!r} must be one of {FISHER_FORMS}")
     if config.natural_step not in NATURAL_STEPS:
         raise ValueError(f"natural_step={config.natural_step!r} must be one of {NATURAL_STEPS}")
-    if config.fisher_subsample > config.batch_size:
+    if config.fisher_subsample > config.num_steps:
         raise ValueError(
-            f"fisher_subsample={config.fisher_subsample} exceeds the batch "
-            f"num_envs*num_steps={config.batch_size}"
+            f"fisher_subsample={config.fisher_subsample} exceeds num_steps={config.num_steps}"
         )
     if config.batch_size % config.num_minibatches:
         raise ValueError(

@@ -660,7 +660,10 @@ def test_policy_problem_direction(discrete):
             config = config_for(fisher_subsample=sub)
             problem = make_policy_problem(config, actor, params, batch, damping)
             fvp = make_fisher_vector_product(
-                lambda p, s=sub: actor.apply(p, obs[::s]), params, damping
+                # every s-th step of each of the 4 envs (the batch is time-major, 4 x 4)
+                lambda p, s=sub: actor.apply(p, obs.reshape(4, 4, -1)[::s].reshape(-1, OBS_DIM)),
+                params,
+                damping,
             )
             want = conjugate_gradient(fvp, grad, config.cg_iters).x
             out[sub] = {

@@ -28,8 +28,8 @@ from ..natgrad import (
     CGResult,
     conjugate_gradient,
     make_fisher_vector_product,
+    make_kl_hessian_vector_product,
 )
-from ..natgrad.fisher import make_kl_hessian_vector_product
 from ..networks import Actor, Critic, distribution
 from .base import Batch, UpdateRule
 from .first_order import make_first_order_rule
@@ -78,6 +78,24 @@ class PolicyProblem(NamedTuple):
 PolicyStep = Callable[[PolicyProblem, Any], tuple[Any, dict[str, jax.Array]]]
 
 
+def fisher_samples(config: Config, obs: jax.Array) -> jax.Array:
+    """Every ``fisher_subsample``-th time step of every environment's rollout.
+
+    Args:
+        config: the run's config (``num_steps``, ``num_envs``, ``fisher_subsample``).
+        obs: the batch's observations, flattened time-major, ``[T·B, *obs_shape]``.
+
+    Returns:
+        ``[ceil(T/k)·B, *obs_shape]``: all environments are kept, so a large ``k`` thins
+        each trajectory rather than dropping whole environments.
+    """
+    k = config.fisher_subsample
+    if k == 1:
+        return obs
+    by_step = obs.reshape((config.num_steps, config.num_envs) + obs.shape[1:])
+    return by_step[::k].reshape((-1,) + obs.shape[1:])
+
+
 def make_policy_problem(
     config: Config, actor: Actor, params: Any, batch: Batch, damping: jax.Array
 ) -> PolicyProblem:
@@ -96,7 +114,7 @@ def make_policy_problem(
         value, out = surrogate(p)
         return kl_divergence(old, out).mean(), value - surrogate_old
 
-    fisher_obs = batch.obs[:: config.fisher_subsample]
+    fisher_obs = fisher_samples(config, batch.obs)
     make_fvp = (
         make_fisher_vector_product
         if config.fisher_form == "gauss_newton"
@@ -110,7 +128,7 @@ def make_policy_problem(
         evaluate=evaluate,
         direction=cg.x,
         curvature=optax.tree.vdot(cg.x, fvp(cg.x)),
-        cg=CGResult(cg.x, cg.residual_norm / jnp.maximum(grad_norm, 1e-30), cg.iterations),
+        cg=cg,
         grad_norm=grad_norm,
         metrics={
             "policy_loss": -surrogate_old,
@@ -134,8 +152,8 @@ def step_metrics(
     log_ratio = log_ratio - batch.log_prob
     return {
         **problem.metrics,
-        "step_size": optax.tree.norm(delta),
-        "cg_residual": problem.cg.residual_norm,
+        "step_norm": optax.tree.norm(delta),
+        "cg_residual": problem.cg.residual_norm / jnp.maximum(problem.grad_norm, 1e-30),
         "cg_iterations": problem.cg.iterations.astype(jnp.float32),
         "policy_grad_norm": problem.grad_norm,
         "approx_kl": health.approx_kl(log_ratio),

@@ -13,6 +13,7 @@ from .fisher import (
     gaussian_fisher,
     kl_hessian_vector_product,
     make_fisher_vector_product,
+    make_kl_hessian_vector_product,
     output_fisher,
 )
 from .line_search import LineSearchResult, backtracking_line_search
@@ -27,5 +28,6 @@ __all__ = [
     "gaussian_fisher",
     "kl_hessian_vector_product",
     "make_fisher_vector_product",
+    "make_kl_hessian_vector_product",
     "output_fisher",
 ]
