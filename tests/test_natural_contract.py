@@ -8,6 +8,7 @@ import math
 import jax
 import numpy as np
 import pytest
+from sweeps import count_traces
 
 from jaxpo import Config, cli, default_hparams, make_train, presets, sweep
 from jaxpo.algos.natural import fisher_samples
@@ -61,21 +62,9 @@ STEP_DIAGNOSTICS = {
 def runs():
     """A sweep over MAX_KLS × SEEDS, a second sweep with other values, and the single runs."""
     hp = default_hparams(CONFIG)
-    traces = {"n": 0}
-    real_make_train = sweep.make_train
-
-    def counting_make_train(config, progress=None):
-        train = real_make_train(config, progress)
-
-        def counted(key, hparams):
-            traces["n"] += 1
-            return train(key, hparams)
-
-        return counted
-
     sweep.make_sweep_fn.cache_clear()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep, "make_train", counting_make_train)
+        traces = count_traces(mp)
         grid = sweep.grid(hp, max_kl=MAX_KLS)
         swept = sweep.run(CONFIG, grid, seeds=SEEDS)
         # other values of every TRPO knob, same shapes: no new program

@@ -15,6 +15,7 @@ import math
 import jax
 import numpy as np
 import pytest
+from sweeps import count_traces
 
 import jaxpo
 from jaxpo import Config, default_hparams, make_train, sweep
@@ -98,26 +99,15 @@ def swept(grid_hp, hp):
     is wrapped to count how many times ``train`` is traced.
     """
     hook = Recorder()
-    real_make_train = sweep.make_train
     real_make_sweep_fn = sweep.make_sweep_fn
-    traces = {"n": 0}
     sweep_fns = []
-
-    def counting_make_train(config, progress=None):
-        train = real_make_train(config, progress)
-
-        def counted(key, hparams):
-            traces["n"] += 1
-            return train(key, hparams)
-
-        return counted
 
     def spying_make_sweep_fn(config, progress=None):
         sweep_fns.append(real_make_sweep_fn(config, progress))
         return sweep_fns[-1]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep, "make_train", counting_make_train)
+        traces = count_traces(mp)
         mp.setattr(sweep, "make_sweep_fn", spying_make_sweep_fn)
         result = sweep.run(PROGRESS, grid_hp, seeds=SEEDS, progress=hook)
         jax.block_until_ready(result.metrics)

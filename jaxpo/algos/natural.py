@@ -52,6 +52,17 @@ class NaturalHParams(HParams):
     BOUNDS: ClassVar = {"cg_damping": (0.0, None, True, False)}
 
 
+#: Defaults shared by NPG and TRPO (``learning_rate`` is the critic's).
+NATURAL_DEFAULTS = {
+    "learning_rate": 1e-3,
+    "gamma": 0.99,
+    "gae_lambda": 0.97,
+    "max_grad_norm": 0.5,
+    "reward_scale": 1.0,
+    "cg_damping": 0.1,
+}
+
+
 class PolicyProblem(NamedTuple):
     """The policy's side of one natural-gradient update, built at θ_old.
 

@@ -16,7 +16,13 @@ from flax import struct
 from ..config import Config
 from ..networks import Actor, Critic
 from .base import Algorithm, UpdateRule
-from .natural import NaturalHParams, PolicyProblem, kl_step_scale, make_natural_rule
+from .natural import (
+    NATURAL_DEFAULTS,
+    NaturalHParams,
+    PolicyProblem,
+    kl_step_scale,
+    make_natural_rule,
+)
 
 
 @struct.dataclass
@@ -32,15 +38,7 @@ class NPGHParams(NaturalHParams):
     BOUNDS: ClassVar = {"step_size": (0.0, None, False, False)}
 
 
-DEFAULTS = {
-    "learning_rate": 1e-3,
-    "gamma": 0.99,
-    "gae_lambda": 0.97,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "cg_damping": 0.1,
-    "step_size": 0.01,
-}
+DEFAULTS = {**NATURAL_DEFAULTS, "step_size": 0.01}
 
 
 def npg_step(

@@ -18,7 +18,13 @@ from ..config import Config
 from ..natgrad import backtracking_line_search
 from ..networks import Actor, Critic
 from .base import Algorithm, UpdateRule
-from .natural import NaturalHParams, PolicyProblem, kl_step_scale, make_natural_rule
+from .natural import (
+    NATURAL_DEFAULTS,
+    NaturalHParams,
+    PolicyProblem,
+    kl_step_scale,
+    make_natural_rule,
+)
 
 
 @struct.dataclass
@@ -39,16 +45,7 @@ class TRPOHParams(NaturalHParams):
     }
 
 
-DEFAULTS = {
-    "learning_rate": 1e-3,
-    "gamma": 0.99,
-    "gae_lambda": 0.97,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "cg_damping": 0.1,
-    "max_kl": 0.01,
-    "backtrack_ratio": 0.8,
-}
+DEFAULTS = {**NATURAL_DEFAULTS, "max_kl": 0.01, "backtrack_ratio": 0.8}
 
 
 def trpo_step(
