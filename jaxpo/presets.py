@@ -27,6 +27,15 @@ TRUST_REGION_PENDULUM = dict(
 )
 PENDULUM = dict(gamma=0.95, gae_lambda=0.95, reward_scale=0.1)
 
+#: A2C: one Adam step per short rollout.
+A2C_CLASSIC = dict(
+    num_envs=16, num_steps=16, total_timesteps=1_000_000, update_epochs=1, num_minibatches=1
+)
+#: MDPO: about ten full-batch Adam steps per iteration.
+MDPO_CLASSIC = dict(
+    num_envs=16, num_steps=128, total_timesteps=1_000_000, update_epochs=10, num_minibatches=1
+)
+
 #: (algo, env_id) -> (config overrides, hparam overrides). The PPO CartPole/Acrobot/MinAtar
 #: entries follow PureJaxRL's classic settings; continuous-control entries use larger batches,
 #: observation normalisation and reward scaling.
@@ -88,6 +97,13 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
     ("trpo", "brax:inverted_pendulum"): (
         dict(TRUST_REGION, normalize_obs=True, total_timesteps=1_000_000),
         dict(reward_scale=0.1),
+    ),
+    ("ppo_kl", "gymnax:CartPole-v1"): (CLASSIC, dict(learning_rate=1e-3, kl_target=0.01)),
+    ("a2c", "gymnax:CartPole-v1"): (A2C_CLASSIC, {}),
+    ("mdpo", "gymnax:CartPole-v1"): (MDPO_CLASSIC, {}),
+    ("mdpo", "gymnax:Pendulum-v1"): (
+        dict(MDPO_CLASSIC, num_envs=16, num_steps=256, total_timesteps=2_000_000, anneal_lr=False),
+        dict(PENDULUM, learning_rate=1e-3),
     ),
 }
 

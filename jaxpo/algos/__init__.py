@@ -1,18 +1,25 @@
 """Algorithms, one module each; :data:`ALGORITHMS` maps ``config.algo`` to its description."""
 
+from .a2c import A2C
+from .actor_critic import ActorCriticHParams
 from .base import Algorithm, Batch, UpdateRule
+from .mdpo import MDPO, MDPOHParams
 from .npg import NPG, NPGHParams
 from .ppo import PPO, PPOHParams
+from .ppo_kl import PPO_KL, PPOKLHParams
 from .trpo import TRPO, TRPOHParams
 
-ALGORITHMS: dict[str, Algorithm] = {algo.name: algo for algo in (PPO, TRPO, NPG)}
+ALGORITHMS: dict[str, Algorithm] = {algo.name: algo for algo in (PPO, PPO_KL, A2C, MDPO, TRPO, NPG)}
 
 __all__ = [
     "ALGORITHMS",
+    "ActorCriticHParams",
     "Algorithm",
     "Batch",
+    "MDPOHParams",
     "NPGHParams",
     "PPOHParams",
+    "PPOKLHParams",
     "TRPOHParams",
     "UpdateRule",
 ]

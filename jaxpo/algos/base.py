@@ -28,6 +28,9 @@ class Batch(NamedTuple):
         values: ``V_old(s)``, ``[N]``.
         advantages: ``[N]``.
         returns: value targets, ``[N]``.
+        old_outputs: π_old's distribution parameters ``(loc, log_std | None)``, each
+            ``[N, ...]``, for algorithms whose loss needs a closed-form KL to π_old (filled by
+            their update rule; ``None`` otherwise).
     """
 
     obs: jax.Array
@@ -36,6 +39,7 @@ class Batch(NamedTuple):
     values: jax.Array
     advantages: jax.Array
     returns: jax.Array
+    old_outputs: Any = None
 
 
 class UpdateRule(NamedTuple):

@@ -2,12 +2,15 @@
 
 The learning rate and the gradient-norm clip are traced: the optax chain is built inside
 ``train`` from the (possibly traced) hparams, so they are never baked in as constants.
+Algorithm state that is neither parameters nor optimiser state (PPO-KL's β, MDPO's iteration
+counter, ...) is an :class:`Adaptation`: it is fixed during an update's minibatch steps, seen
+by the loss, and advanced once after the update.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +20,31 @@ from ..config import Config
 from ..hparams import HParams
 from .base import Batch, UpdateRule
 
-LossFn = Callable[[Any, Batch], tuple[jax.Array, dict[str, jax.Array]]]
+#: ``loss_fn(params, minibatch, algo_state) -> (loss, metrics)``.
+LossFn = Callable[[Any, Batch, Any], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+class Adaptation(NamedTuple):
+    """Algorithm state carried across updates, beside the optimiser state.
+
+    Attributes:
+        init: ``params -> state``.
+        prepare: ``(params, state, batch) -> batch`` before the update (e.g. to record
+            π_old's outputs); ``params`` are the pre-update parameters.
+        finish: ``(state, old_params, new_params, batch) -> (state, metrics)`` after it.
+    """
+
+    init: Callable[[Any], Any]
+    prepare: Callable[[Any, Any, Batch], Batch]
+    finish: Callable[[Any, Any, Any, Batch], tuple[Any, dict[str, jax.Array]]]
+
+
+#: No algorithm state.
+STATELESS = Adaptation(
+    init=lambda params: (),
+    prepare=lambda params, state, batch: batch,
+    finish=lambda state, old, new, batch: (state, {}),
+)
 
 
 def make_optimizer(config: Config, hparams: HParams) -> optax.GradientTransformation:
@@ -46,39 +73,45 @@ def shuffled_minibatches(key: jax.Array, batch: Batch, num_minibatches: int) -> 
     )
 
 
-def make_first_order_rule(config: Config, hparams: HParams, loss_fn: LossFn) -> UpdateRule:
-    """Epochs × minibatches of gradient steps on ``loss_fn(params, minibatch)``.
+def make_first_order_rule(
+    config: Config, hparams: HParams, loss_fn: LossFn, adaptation: Adaptation = STATELESS
+) -> UpdateRule:
+    """Epochs × minibatches of gradient steps on ``loss_fn(params, minibatch, algo_state)``.
 
-    The rule's state is the optimiser state. Metrics are the loss function's metrics and the
-    pre-clip gradient norm, averaged over every minibatch step of the update.
+    The rule's state is ``{"opt": optimiser state, "algo": algorithm state}``. Metrics are
+    the loss function's metrics and the pre-clip gradient norm, averaged over every
+    minibatch step of the update, then the adaptation's metrics.
     """
     tx = make_optimizer(config, hparams)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def minibatch_step(
-        carry: tuple[Any, Any], minibatch: Batch
-    ) -> tuple[tuple[Any, Any], dict[str, jax.Array]]:
-        params, opt_state = carry
-        (loss, metrics), grads = grad_fn(params, minibatch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state), {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
-
-    def epoch(
-        carry: tuple[Any, Any, Batch], key: jax.Array
-    ) -> tuple[tuple[Any, Any, Batch], dict[str, jax.Array]]:
-        params, opt_state, batch = carry
-        minibatches = shuffled_minibatches(key, batch, config.num_minibatches)
-        (params, opt_state), metrics = jax.lax.scan(
-            minibatch_step, (params, opt_state), minibatches
-        )
-        return (params, opt_state, batch), metrics
-
     def update(
-        params: Any, opt_state: Any, batch: Batch, key: jax.Array
-    ) -> tuple[Any, Any, dict[str, jax.Array]]:
-        keys = jax.random.split(key, config.update_epochs)
-        (params, opt_state, _), metrics = jax.lax.scan(epoch, (params, opt_state, batch), keys)
-        return params, opt_state, jax.tree.map(jnp.mean, metrics)
+        params: Any, state: dict[str, Any], batch: Batch, key: jax.Array
+    ) -> tuple[Any, dict[str, Any], dict[str, jax.Array]]:
+        algo_state = state["algo"]
+        batch = adaptation.prepare(params, algo_state, batch)
 
-    return UpdateRule(init=tx.init, update=update)
+        def minibatch_step(
+            carry: tuple[Any, Any], minibatch: Batch
+        ) -> tuple[tuple[Any, Any], dict[str, jax.Array]]:
+            params, opt_state = carry
+            (loss, metrics), grads = grad_fn(params, minibatch, algo_state)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+            return (params, opt_state), metrics
+
+        def epoch(carry: tuple[Any, Any], key: jax.Array) -> tuple[tuple[Any, Any], Any]:
+            minibatches = shuffled_minibatches(key, batch, config.num_minibatches)
+            return jax.lax.scan(minibatch_step, carry, minibatches)
+
+        keys = jax.random.split(key, config.update_epochs)
+        (new_params, opt_state), metrics = jax.lax.scan(epoch, (params, state["opt"]), keys)
+        algo_state, algo_metrics = adaptation.finish(algo_state, params, new_params, batch)
+        metrics = {**jax.tree.map(jnp.mean, metrics), **algo_metrics}
+        return new_params, {"opt": opt_state, "algo": algo_state}, metrics
+
+    return UpdateRule(
+        init=lambda params: {"opt": tx.init(params), "algo": adaptation.init(params)},
+        update=update,
+    )

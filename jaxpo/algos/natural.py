@@ -31,9 +31,9 @@ from ..natgrad import (
     make_kl_hessian_vector_product,
 )
 from ..networks import Actor, Critic, distribution
+from .actor_critic import normalize
 from .base import Batch, UpdateRule
 from .first_order import make_first_order_rule
-from .ppo import normalize
 
 
 @struct.dataclass
@@ -180,7 +180,7 @@ def make_natural_rule(
     The rule's state is the critic's optimiser state.
     """
 
-    def critic_loss(params: Any, mb: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def critic_loss(params: Any, mb: Batch, _: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
         loss = value_loss(critic.apply(params, mb.obs), mb.returns).mean()
         return loss, {"value_loss": loss}
 

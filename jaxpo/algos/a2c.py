@@ -1,0 +1,47 @@
+"""A2C: the ratio-free policy gradient −E[log π_θ·Â] + c_v·L_V − c_e·H.
+
+One Adam step per rollout in its presets (``update_epochs = num_minibatches = 1``); more
+epochs or minibatches are allowed. The value loss is never clipped (A2C has no ε).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from ..config import Config
+from ..losses.policy_gradient import policy_gradient
+from ..networks import Actor, Critic
+from .actor_critic import ActorCriticHParams, PolicyInputs, make_actor_critic_loss
+from .base import Algorithm, UpdateRule
+from .first_order import make_first_order_rule
+
+DEFAULTS = {
+    "learning_rate": 7e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "max_grad_norm": 0.5,
+    "reward_scale": 1.0,
+    "ent_coef": 0.01,
+    "vf_coef": 0.5,
+}
+
+
+def make_a2c_rule(
+    config: Config, hparams: ActorCriticHParams, actor: Actor, critic: Critic
+) -> UpdateRule:
+    """A2C's update rule: the first-order rule on the policy-gradient loss."""
+
+    def policy_term(inputs: PolicyInputs, _: Any) -> tuple[jax.Array, dict]:
+        return policy_gradient(inputs.log_prob, inputs.advantages), {}
+
+    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term)
+    return make_first_order_rule(config, hparams, loss_fn)
+
+
+A2C = Algorithm(
+    name="a2c", hparams_cls=ActorCriticHParams, defaults=DEFAULTS, make_update_rule=make_a2c_rule
+)
+
+__all__ = ["A2C", "make_a2c_rule"]

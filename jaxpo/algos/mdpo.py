@@ -1,0 +1,91 @@
+"""On-policy MDPO (Tomar et al., mirror descent policy optimisation).
+
+L_k(θ) = −E[r·Â] + (1/t_k)·E_s[KL(π_θ ‖ π_old)] + c_v·L_V − c_e·H — the KL is new ‖ old —
+minimised by several full-batch Adam steps from θ_k (``update_epochs``, with
+``num_minibatches = 1`` in the presets). t_k = 1 − (k − 1)/K anneals over a horizon of K
+iterations (a traced hparam distinct from the run length; floored at 1/K past it). The
+iteration counter k is algorithm state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from ..config import Config
+from ..losses.kl import kl_divergence
+from ..losses.penalty import mdpo, mdpo_inverse_step
+from ..networks import Actor, Critic
+from .actor_critic import (
+    ActorCriticHParams,
+    PolicyInputs,
+    make_actor_critic_loss,
+    record_old_outputs,
+)
+from .base import Algorithm, Batch, UpdateRule
+from .first_order import Adaptation, make_first_order_rule
+
+
+@struct.dataclass
+class MDPOHParams(ActorCriticHParams):
+    """MDPO's traced hyperparameters.
+
+    Attributes:
+        horizon: K, the annealing horizon of t_k in iterations, > 0.
+        value_clip: ε of the value clip around the old values (when
+            ``config.clip_value_loss``), > 0.
+    """
+
+    horizon: jax.Array
+    value_clip: jax.Array
+
+    BOUNDS: ClassVar = {
+        "horizon": (0.0, None, False, False),
+        "value_clip": (0.0, None, False, False),
+    }
+
+
+DEFAULTS = {
+    "learning_rate": 3e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "max_grad_norm": 0.5,
+    "reward_scale": 1.0,
+    "ent_coef": 0.0,
+    "vf_coef": 0.5,
+    "horizon": 5000.0,
+    "value_clip": 0.2,
+}
+
+
+def make_mdpo_rule(
+    config: Config, hparams: MDPOHParams, actor: Actor, critic: Critic
+) -> UpdateRule:
+    """MDPO's update rule; its algorithm state is the iteration counter k (from 1)."""
+
+    def policy_term(inputs: PolicyInputs, k: jax.Array) -> tuple[jax.Array, dict]:
+        kl = kl_divergence(inputs.outputs, inputs.batch.old_outputs)
+        inv_step = mdpo_inverse_step(k, hparams.horizon)
+        loss = mdpo(inputs.log_prob, inputs.batch.log_prob, inputs.advantages, kl, inv_step)
+        return loss, {}
+
+    def finish(k: jax.Array, old: Any, new: Any, batch: Batch) -> tuple[jax.Array, dict]:
+        kl = kl_divergence(actor.apply(new["actor"], batch.obs), batch.old_outputs).mean()
+        return k + 1, {"kl": kl, "inv_step": mdpo_inverse_step(k, hparams.horizon)}
+
+    adaptation = Adaptation(
+        init=lambda params: jnp.int32(1), prepare=record_old_outputs(actor), finish=finish
+    )
+    v_clip = hparams.value_clip if config.clip_value_loss else None
+    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term, v_clip)
+    return make_first_order_rule(config, hparams, loss_fn, adaptation)
+
+
+MDPO = Algorithm(
+    name="mdpo", hparams_cls=MDPOHParams, defaults=DEFAULTS, make_update_rule=make_mdpo_rule
+)
+
+__all__ = ["MDPO", "MDPOHParams", "make_mdpo_rule"]
