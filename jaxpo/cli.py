@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .algos import ALGORITHMS
 from .config import Config, field_names, validate_config
 from .hparams import HParams, scalar_names
 from .train import bare_env
@@ -98,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxpo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an agent (several seeds in one compiled program)")
-    train.add_argument("--algo", default="ppo", help="algorithm (default: ppo)")
+    train.add_argument(
+        "--algo", default="ppo", help=f"algorithm: {', '.join(ALGORITHMS)} (default: ppo)"
+    )
     train.add_argument("--env", default="gymnax:CartPole-v1", help="env id, backend:name")
     train.add_argument("--seeds", type=int, default=4, help="number of seeds, vmapped (default 4)")
     train.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")

@@ -27,13 +27,13 @@ TRUST_REGION_PENDULUM = dict(
 )
 PENDULUM = dict(gamma=0.95, gae_lambda=0.95, reward_scale=0.1)
 
-#: A2C: one Adam step per short rollout.
+#: A2C: one Adam step per short rollout of many envs.
 A2C_CLASSIC = dict(
-    num_envs=16, num_steps=16, total_timesteps=1_000_000, update_epochs=1, num_minibatches=1
+    num_envs=64, num_steps=8, total_timesteps=1_000_000, update_epochs=1, num_minibatches=1
 )
-#: MDPO: about ten full-batch Adam steps per iteration.
+#: MDPO: ten full-batch Adam steps per iteration.
 MDPO_CLASSIC = dict(
-    num_envs=16, num_steps=128, total_timesteps=1_000_000, update_epochs=10, num_minibatches=1
+    num_envs=8, num_steps=128, total_timesteps=1_000_000, update_epochs=10, num_minibatches=1
 )
 
 #: (algo, env_id) -> (config overrides, hparam overrides). The PPO CartPole/Acrobot/MinAtar
@@ -99,11 +99,11 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
         dict(reward_scale=0.1),
     ),
     ("ppo_kl", "gymnax:CartPole-v1"): (CLASSIC, dict(learning_rate=1e-3, kl_target=0.01)),
-    ("a2c", "gymnax:CartPole-v1"): (A2C_CLASSIC, {}),
-    ("mdpo", "gymnax:CartPole-v1"): (MDPO_CLASSIC, {}),
+    ("a2c", "gymnax:CartPole-v1"): (A2C_CLASSIC, dict(learning_rate=3e-3, ent_coef=0.0)),
+    ("mdpo", "gymnax:CartPole-v1"): (MDPO_CLASSIC, dict(learning_rate=1e-3)),
     ("mdpo", "gymnax:Pendulum-v1"): (
         dict(MDPO_CLASSIC, num_envs=16, num_steps=256, total_timesteps=2_000_000, anneal_lr=False),
-        dict(PENDULUM, learning_rate=1e-3),
+        dict(PENDULUM, learning_rate=3e-3),
     ),
 }
 

@@ -8,7 +8,7 @@ import math
 import jax
 import numpy as np
 import pytest
-from sweeps import count_traces
+from sweeps import sweep_twice_and_alone
 
 from jaxpo import Config, cli, default_hparams, make_train, presets, sweep
 from jaxpo.algos.natural import fisher_samples
@@ -62,29 +62,11 @@ STEP_DIAGNOSTICS = {
 def runs():
     """A sweep over MAX_KLS × SEEDS, a second sweep with other values, and the single runs."""
     hp = default_hparams(CONFIG)
-    sweep.make_sweep_fn.cache_clear()
-    with pytest.MonkeyPatch.context() as mp:
-        traces = count_traces(mp)
-        grid = sweep.grid(hp, max_kl=MAX_KLS)
-        swept = sweep.run(CONFIG, grid, seeds=SEEDS)
-        # other values of every TRPO knob, same shapes: no new program
-        other = hp.set(cg_damping=0.05, backtrack_ratio=0.5, learning_rate=3e-3)
-        again = sweep.run(CONFIG, sweep.grid(other, max_kl=[1e-2, 1e-4]), seeds=SEEDS)
-        jax.block_until_ready((swept.metrics, again.metrics))
-    sweep.make_sweep_fn.cache_clear()
-    single = jax.jit(make_train(CONFIG))
-    alone = {
-        (m, s): single(jax.random.key(s), sweep.member_hparams(grid, m)).metrics
-        for m in range(len(MAX_KLS))
-        for s in range(SEEDS)
-    }
-    to_np = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
-    return {
-        "swept": to_np(swept.metrics),
-        "again": to_np(again.metrics),
-        "alone": to_np(alone),
-        "traces": traces["n"],
-    }
+    # other values of every TRPO knob, same shapes: no new program
+    other = hp.set(cg_damping=0.05, backtrack_ratio=0.5, learning_rate=3e-3)
+    return sweep_twice_and_alone(
+        CONFIG, sweep.grid(hp, max_kl=MAX_KLS), sweep.grid(other, max_kl=[1e-2, 1e-4]), SEEDS
+    )
 
 
 def test_max_kl_sweep_compiles_once(runs):

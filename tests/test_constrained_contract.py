@@ -1,0 +1,95 @@
+"""PPO-KL, A2C and MDPO inside ``make_train``: sweeps over their own knobs compile once,
+members equal single runs, algorithm state keeps static shapes, CLI and validation."""
+
+import math
+
+import numpy as np
+import pytest
+from sweeps import sweep_twice_and_alone
+
+from jaxpo import Config, cli, default_hparams, presets, sweep
+
+CONFIG = Config(
+    num_envs=2,
+    num_steps=16,
+    total_timesteps=2 * 16 * 4,
+    update_epochs=2,
+    num_minibatches=2,
+    hidden_sizes=(12, 12),
+)
+SEEDS = 2
+#: algo -> (swept hparam, its values, other values, other knobs changed in the second sweep,
+#: algorithm-specific metrics)
+CASES = {
+    "ppo_kl": ("kl_target", [1e-3, 1e-1], [3e-3, 3e-2], {"kl_coef_init": 0.5}, {"kl", "beta"}),
+    "a2c": ("learning_rate", [1e-3, 3e-3], [3e-4, 1e-2], {"vf_coef": 0.25}, set()),
+    "mdpo": ("horizon", [2.0, 1000.0], [3.0, 50.0], {"value_clip": 0.1}, {"kl", "inv_step"}),
+}
+COMMON = {"policy_loss", "value_loss", "entropy", "approx_kl", "ess_frac", "grad_norm"}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def runs(request):
+    algo = request.param
+    name, values, others, changes, _ = CASES[algo]
+    config = CONFIG.replace(algo=algo)
+    hp = default_hparams(config)
+    grid = sweep.grid(hp, **{name: values})
+    other = sweep.grid(hp.set(**changes), **{name: others})
+    return algo, sweep_twice_and_alone(config, grid, other, SEEDS)
+
+
+def test_sweep_compiles_once_and_members_equal_single_runs(runs):
+    algo, out = runs
+    assert out["traces"] == 1
+    assert COMMON | CASES[algo][4] <= set(out["swept"])
+    assert not np.allclose(out["again"]["policy_loss"], out["swept"]["policy_loss"])
+    for (m, s), alone in out["alone"].items():
+        for name, value in alone.items():
+            np.testing.assert_allclose(
+                out["swept"][name][m, s], value, rtol=1e-5, atol=1e-5, err_msg=f"{algo} {name}"
+            )
+
+
+def test_algorithm_state_metrics(runs):
+    algo, out = runs
+    m = out["swept"]
+    if algo == "ppo_kl":  # β in use at update 0 is kl_coef_init, then it adapts
+        np.testing.assert_allclose(m["beta"][..., 0], 1.0)
+        assert not np.allclose(m["beta"][..., -1], 1.0)
+    if algo == "mdpo":  # 1/t_k = K / (K − k + 1): with K = 2 it goes 1, 2, 2, 2
+        np.testing.assert_allclose(m["inv_step"][0, 0], [1.0, 2.0, 2.0, 2.0])
+        np.testing.assert_allclose(m["inv_step"][1, 0], 1000 / (1000 - np.arange(4)), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("algo", "field", "value"),
+    [
+        ("ppo_kl", "kl_target", 0.0),
+        ("ppo_kl", "kl_coef_init", -1.0),
+        ("mdpo", "horizon", 0.0),
+        ("mdpo", "value_clip", math.nan),
+        ("a2c", "ent_coef", -0.1),
+    ],
+)
+def test_bad_hparams(algo, field, value):
+    with pytest.raises(ValueError, match=rf"hparam {field}="):
+        default_hparams(CONFIG.replace(algo=algo), **{field: value})
+
+
+@pytest.mark.parametrize("algo", sorted(CASES))
+def test_cli_trains(algo, tmp_path, capsys):
+    out = tmp_path / algo
+    argv = ["train", "--algo", algo, "--total-timesteps", "128", "--out", str(out)]
+    for setting in ("num_envs=2", "num_steps=32", "hidden_sizes=8", "update_epochs=1"):
+        argv += ["--set", setting]
+    assert cli.main(argv) == 0
+    assert "final return" in capsys.readouterr().out
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert COMMON | CASES[algo][4] <= set(header)
+
+
+@pytest.mark.parametrize("algo", sorted(CASES))
+def test_presets_exist(algo):
+    config, hp = presets.get(algo, "gymnax:CartPole-v1")
+    assert config.algo == algo and isinstance(hp, type(default_hparams(config)))
