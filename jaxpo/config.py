@@ -57,6 +57,7 @@ class Config:
             (Hessian of the mean KL, forward-over-reverse) Fisher-vector products.
         natural_step: NPG's step length: ``"normalized"`` (α = sqrt(2·step_size / xᵀFx)) or
             ``"fixed"`` (α = step_size).
+        memory_size: MCPO's number of policy-memory slots N.
     """
 
     algo: str = "ppo"
@@ -84,6 +85,7 @@ class Config:
     fisher_subsample: int = 1
     fisher_form: str = "gauss_newton"
     natural_step: str = "normalized"
+    memory_size: int = 5
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied; unknown names raise ``ValueError``."""
@@ -134,6 +136,7 @@ def validate_config(config: Config) -> None:
         "cg_iters",
         "line_search_steps",
         "fisher_subsample",
+        "memory_size",
     ):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

@@ -528,7 +528,7 @@ def test_rule_policy_term_uses_the_method_kl_direction(monkeypatch, kind, algo):
     np.testing.assert_allclose(finish_metrics["kl"], right.mean(), rtol=1e-5)
     assert abs(right.mean() - wrong.mean()) > 0.1
     # prepare: π_old's outputs are recorded from the pre-update parameters
-    prepared = seen["adaptation"].prepare(params, algo_state, batch._replace(old_outputs=None))
+    _, prepared = seen["adaptation"].prepare(params, algo_state, batch._replace(old_outputs=None))
     np.testing.assert_allclose(prepared.old_outputs[0], new[0], rtol=1e-5, atol=1e-6)
 
 

@@ -3,19 +3,23 @@
 from .a2c import A2C
 from .actor_critic import ActorCriticHParams
 from .base import Algorithm, Batch, UpdateRule
+from .mcpo import MCPO, MCPOHParams
 from .mdpo import MDPO, MDPOHParams
 from .npg import NPG, NPGHParams
 from .ppo import PPO, PPOHParams
 from .ppo_kl import PPO_KL, PPOKLHParams
 from .trpo import TRPO, TRPOHParams
 
-ALGORITHMS: dict[str, Algorithm] = {algo.name: algo for algo in (PPO, PPO_KL, A2C, MDPO, TRPO, NPG)}
+ALGORITHMS: dict[str, Algorithm] = {
+    algo.name: algo for algo in (PPO, PPO_KL, A2C, MDPO, MCPO, TRPO, NPG)
+}
 
 __all__ = [
     "ALGORITHMS",
     "ActorCriticHParams",
     "Algorithm",
     "Batch",
+    "MCPOHParams",
     "MDPOHParams",
     "NPGHParams",
     "PPOHParams",

@@ -108,11 +108,11 @@ def make_actor_critic_loss(
     return loss_fn
 
 
-def record_old_outputs(actor: Actor) -> Callable[[Any, Any, Batch], Batch]:
+def record_old_outputs(actor: Actor) -> Callable[[Any, Any, Batch], tuple[Any, Batch]]:
     """An :class:`~jaxpo.algos.first_order.Adaptation` ``prepare`` that stores π_old's outputs."""
 
-    def prepare(params: Any, state: Any, batch: Batch) -> Batch:
+    def prepare(params: Any, state: Any, batch: Batch) -> tuple[Any, Batch]:
         old = jax.lax.stop_gradient(actor.apply(params["actor"], batch.obs))
-        return batch._replace(old_outputs=old)
+        return state, batch._replace(old_outputs=old)
 
     return prepare

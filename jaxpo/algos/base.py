@@ -31,6 +31,7 @@ class Batch(NamedTuple):
         old_outputs: π_old's distribution parameters ``(loc, log_std | None)``, each
             ``[N, ...]``, for algorithms whose loss needs a closed-form KL to π_old (filled by
             their update rule; ``None`` otherwise).
+        extras: other per-sample arrays an algorithm's rule adds (shuffled with the batch).
     """
 
     obs: jax.Array
@@ -40,6 +41,7 @@ class Batch(NamedTuple):
     advantages: jax.Array
     returns: jax.Array
     old_outputs: Any = None
+    extras: Any = None
 
 
 class UpdateRule(NamedTuple):

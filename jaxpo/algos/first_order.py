@@ -29,20 +29,20 @@ class Adaptation(NamedTuple):
 
     Attributes:
         init: ``params -> state``.
-        prepare: ``(params, state, batch) -> batch`` before the update (e.g. to record
-            π_old's outputs); ``params`` are the pre-update parameters.
+        prepare: ``(params, state, batch) -> (state, batch)`` before the update (e.g. to
+            record π_old's outputs); ``params`` are the pre-update parameters.
         finish: ``(state, old_params, new_params, batch) -> (state, metrics)`` after it.
     """
 
     init: Callable[[Any], Any]
-    prepare: Callable[[Any, Any, Batch], Batch]
+    prepare: Callable[[Any, Any, Batch], tuple[Any, Batch]]
     finish: Callable[[Any, Any, Any, Batch], tuple[Any, dict[str, jax.Array]]]
 
 
 #: No algorithm state.
 STATELESS = Adaptation(
     init=lambda params: (),
-    prepare=lambda params, state, batch: batch,
+    prepare=lambda params, state, batch: (state, batch),
     finish=lambda state, old, new, batch: (state, {}),
 )
 
@@ -88,8 +88,7 @@ def make_first_order_rule(
     def update(
         params: Any, state: dict[str, Any], batch: Batch, key: jax.Array
     ) -> tuple[Any, dict[str, Any], dict[str, jax.Array]]:
-        algo_state = state["algo"]
-        batch = adaptation.prepare(params, algo_state, batch)
+        algo_state, batch = adaptation.prepare(params, state["algo"], batch)
 
         def minibatch_step(
             carry: tuple[Any, Any], minibatch: Batch

@@ -80,8 +80,9 @@ def mcpo(
     kl_old_new: ArrayLike,
     kl_virtual_new: ArrayLike,
     beta: ArrayLike,
+    kl_coef: ArrayLike = 1.0,
 ) -> jax.Array:
-    """−r·Â + β·KL(π_old ‖ π_θ) + (1 − β)·KL(π_ψ ‖ π_θ), per sample.
+    """−r·Â + c·[β·KL(π_old ‖ π_θ) + (1 − β)·KL(π_ψ ‖ π_θ)], per sample.
 
     Args:
         log_prob: ``log π_θ(a|s)``, ``[N]``.
@@ -90,10 +91,9 @@ def mcpo(
         kl_old_new: ``KL(π_old ‖ π_θ)`` per state, ``[N]``.
         kl_virtual_new: ``KL(π_ψ ‖ π_θ)`` per state, to the virtual policy ψ, ``[N]``.
         beta: switching coefficient in [0, 1] (no gradient), scalar.
+        kl_coef: c ≥ 0, the scale of both KL terms (no gradient), scalar.
     """
     beta = jax.lax.stop_gradient(jnp.asarray(beta))
-    return (
-        importance_surrogate(log_prob, old_log_prob, advantages)
-        + beta * kl_old_new
-        + (1.0 - beta) * kl_virtual_new
-    )
+    kl_coef = jax.lax.stop_gradient(jnp.asarray(kl_coef))
+    penalty = beta * kl_old_new + (1.0 - beta) * kl_virtual_new
+    return importance_surrogate(log_prob, old_log_prob, advantages) + kl_coef * penalty

@@ -1,0 +1,280 @@
+"""MCPO: a second trust region around a virtual policy built from a memory of past policies.
+
+Reference: Le et al., NeurIPS 2022, "Learning to Constrain Policy Optimization with Virtual
+Trust Region".
+
+L = −E[r·Â] + c·[β·E_s KL(π_old ‖ π_θ) + (1 − β)·E_s KL(π_ψ ‖ π_θ)] + c_v·L_V − c_e·H,
+minimised by epochs × minibatches of Adam. Everything below is algorithm state carried in
+``rule_state["algo"]`` (:class:`MCPOState`); the paper's exact choices were not available
+here, so these are ours (each is a traced hparam or a static config field):
+
+- **Memory**: ``config.memory_size`` (N, static) past actor parameter sets stacked on a
+  leading axis, with a ``filled`` mask and each slot's age in updates.
+- **Writing (diversity rule)**: after an update, π_old (the pre-update policy) is written
+  when its smallest mean KL(π_old ‖ π_i) to the filled slots on the batch exceeds
+  ``write_threshold``, into an empty slot or else the oldest one.
+- **Virtual policy**: ψ = Σ_i w_i θ_i (a combination in parameter space), w = softmax over
+  filled slots of scores from a small attention MLP whose inputs per slot are its
+  importance-sampled surrogate gain mean(π_i/π_old·Â) on the batch, its KL(π_old ‖ π_i)
+  and its age / N.
+- **Attention training**: one Adam step (``attention_lr``) per update on the attention
+  parameters, maximising π_ψ's surrogate mean(π_ψ/π_old·Â) on the batch, before the policy
+  update; ψ is then rebuilt with the new weights.
+- **Switching**: β = ``beta_high`` when π_old's estimated gain mean(Â) is at least π_ψ's
+  mean(π_ψ/π_old·Â), else ``beta_low`` (ψ looks better, so the policy is pulled towards it).
+  With ``beta_high = beta_low = 1`` MCPO is the PPO-KL form with a fixed β = ``kl_coef``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from ..config import Config
+from ..losses.kl import kl_divergence
+from ..losses.penalty import mcpo
+from ..networks import Actor, Critic, distribution
+from .actor_critic import ActorCriticHParams, PolicyInputs, make_actor_critic_loss, normalize
+from .base import Algorithm, Batch, UpdateRule
+from .first_order import Adaptation, make_first_order_rule
+
+#: Slot features fed to the attention network: gain, KL to π_old, age / N.
+NUM_FEATURES = 3
+#: Log-ratios are clamped to ±this before exponentiating in the gain estimates.
+MAX_LOG_RATIO = 10.0
+
+
+@struct.dataclass
+class MCPOHParams(ActorCriticHParams):
+    """MCPO's traced hyperparameters.
+
+    Attributes:
+        kl_coef: c, the scale of both KL terms, ≥ 0.
+        beta_high: β when π_old's estimated gain beats π_ψ's, in [0, 1].
+        beta_low: β otherwise, in [0, 1].
+        write_threshold: smallest mean KL(π_old ‖ π_i) to the memory for π_old to be
+            written, ≥ 0.
+        attention_lr: Adam learning rate of the attention network, ≥ 0.
+    """
+
+    kl_coef: jax.Array
+    beta_high: jax.Array
+    beta_low: jax.Array
+    write_threshold: jax.Array
+    attention_lr: jax.Array
+
+    BOUNDS: ClassVar = {
+        "kl_coef": (0.0, None, True, False),
+        "beta_high": (0.0, 1.0, True, True),
+        "beta_low": (0.0, 1.0, True, True),
+        "write_threshold": (0.0, None, True, False),
+        "attention_lr": (0.0, None, True, False),
+    }
+
+
+DEFAULTS = {
+    "learning_rate": 2.5e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "max_grad_norm": 0.5,
+    "reward_scale": 1.0,
+    "ent_coef": 0.01,
+    "vf_coef": 0.5,
+    "kl_coef": 1.0,
+    "beta_high": 1.0,
+    "beta_low": 0.5,
+    "write_threshold": 0.01,
+    "attention_lr": 1e-3,
+}
+
+
+class AttentionNet(nn.Module):
+    """Scores memory slots from their features: ``[N, NUM_FEATURES] -> [N]``."""
+
+    hidden: int = 16
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        """One score per slot."""
+        return nn.Dense(1)(nn.tanh(nn.Dense(self.hidden)(features)))[..., 0]
+
+
+class MCPOState(NamedTuple):
+    """MCPO's algorithm state.
+
+    Attributes:
+        memory: actor parameter sets stacked on a leading axis ``[N, ...]``.
+        filled: which slots hold a policy, ``[N]`` bool.
+        age: updates since each slot was written, ``[N]`` float32.
+        attention: the attention network's parameters.
+        attention_opt: its Adam state.
+        beta: the switching coefficient of the current update.
+        slot_kl: mean KL(π_old ‖ π_i) per slot on the current batch, ``[N]``.
+        weights: the attention weights of the current update, ``[N]``.
+        virtual_gain: π_ψ's estimated gain mean(π_ψ/π_old·Â) on the current batch.
+    """
+
+    memory: Any
+    filled: jax.Array
+    age: jax.Array
+    attention: Any
+    attention_opt: Any
+    beta: jax.Array
+    slot_kl: jax.Array
+    weights: jax.Array
+    virtual_gain: jax.Array
+
+
+def attention_weights(scores: jax.Array, filled: jax.Array) -> jax.Array:
+    """Softmax of ``scores`` over the filled slots (0 on empty ones), ``[N]``."""
+    return jax.nn.softmax(jnp.where(filled, scores, -jnp.inf))
+
+
+def virtual_params(memory: Any, weights: jax.Array) -> Any:
+    """ψ = Σ_i w_i θ_i over the memory's leading axis."""
+    return jax.tree.map(lambda m: jnp.tensordot(weights, m, axes=1), memory)
+
+
+def surrogate_gain(log_prob: jax.Array, old_log_prob: jax.Array, adv: jax.Array) -> jax.Array:
+    """mean(π/π_old·Â), the importance-sampled gain estimate (log-ratio clamped)."""
+    log_ratio = jnp.clip(log_prob - old_log_prob, -MAX_LOG_RATIO, MAX_LOG_RATIO)
+    return jnp.mean(jnp.exp(log_ratio) * adv)
+
+
+def write_slot(
+    memory: Any, filled: jax.Array, age: jax.Array, params: Any, write: jax.Array
+) -> tuple[Any, jax.Array, jax.Array]:
+    """Writes ``params`` into an empty or else the oldest slot when ``write``; ages the rest."""
+    slot = jnp.argmax(jnp.where(filled, age, jnp.inf))
+    hit = write & (jnp.arange(filled.shape[0]) == slot)
+    memory = jax.tree.map(
+        lambda m, p: jnp.where(hit.reshape((-1,) + (1,) * p.ndim), p[None], m), memory, params
+    )
+    return memory, filled | hit, jnp.where(hit, 0.0, age + filled.astype(age.dtype))
+
+
+def should_write(slot_kl: jax.Array, filled: jax.Array, threshold: jax.Array) -> jax.Array:
+    """The diversity rule: min over filled slots of KL(π_old ‖ π_i) > ``threshold``."""
+    return jnp.min(jnp.where(filled, slot_kl, jnp.inf)) > threshold
+
+
+def make_mcpo_rule(
+    config: Config, hparams: MCPOHParams, actor: Actor, critic: Critic
+) -> UpdateRule:
+    """MCPO's update rule; its algorithm state is an :class:`MCPOState`."""
+    attention = AttentionNet()
+    attention_tx = optax.adam(hparams.attention_lr)
+    n = config.memory_size
+
+    def init(params: Any) -> MCPOState:
+        memory = jax.tree.map(lambda p: jnp.broadcast_to(p, (n,) + p.shape), params["actor"])
+        attention_params = attention.init(jax.random.key(0), jnp.zeros((n, NUM_FEATURES)))
+        zeros = jnp.zeros((n,), jnp.float32)
+        return MCPOState(
+            memory=memory,
+            filled=jnp.arange(n) == 0,
+            age=zeros,
+            attention=attention_params,
+            attention_opt=attention_tx.init(attention_params),
+            beta=jnp.asarray(hparams.beta_high, jnp.float32),
+            slot_kl=zeros,
+            weights=zeros,
+            virtual_gain=jnp.zeros((), jnp.float32),
+        )
+
+    def prepare(params: Any, state: MCPOState, batch: Batch) -> tuple[MCPOState, Batch]:
+        old = jax.lax.stop_gradient(actor.apply(params["actor"], batch.obs))
+        adv = normalize(batch.advantages) if config.normalize_advantages else batch.advantages
+
+        def log_prob_of(actor_params: Any) -> tuple[jax.Array, Any]:
+            outputs = actor.apply(actor_params, batch.obs)
+            return distribution(outputs).log_prob(batch.action), outputs
+
+        def slot_stats(slot_params: Any) -> tuple[jax.Array, jax.Array]:
+            log_prob, outputs = log_prob_of(slot_params)
+            gain = surrogate_gain(log_prob, batch.log_prob, adv)
+            return gain, kl_divergence(old, outputs).mean()
+
+        gains, slot_kl = jax.vmap(slot_stats)(state.memory)
+        features = jax.lax.stop_gradient(jnp.stack([gains, slot_kl, state.age / n], axis=-1))
+
+        def weights_of(attention_params: Any) -> jax.Array:
+            return attention_weights(attention.apply(attention_params, features), state.filled)
+
+        def virtual_loss(attention_params: Any) -> jax.Array:
+            psi = virtual_params(state.memory, weights_of(attention_params))
+            return -surrogate_gain(log_prob_of(psi)[0], batch.log_prob, adv)
+
+        grads = jax.grad(virtual_loss)(state.attention)
+        updates, attention_opt = attention_tx.update(grads, state.attention_opt)
+        attention_params = optax.apply_updates(state.attention, updates)
+        weights = weights_of(attention_params)
+        virtual_log_prob, virtual = log_prob_of(virtual_params(state.memory, weights))
+        virtual_gain = surrogate_gain(virtual_log_prob, batch.log_prob, adv)
+        beta = jnp.where(adv.mean() >= virtual_gain, hparams.beta_high, hparams.beta_low)
+        state = state._replace(
+            attention=attention_params,
+            attention_opt=attention_opt,
+            beta=beta,
+            slot_kl=slot_kl,
+            weights=weights,
+            virtual_gain=virtual_gain,
+        )
+        extras = {"virtual": jax.lax.stop_gradient(virtual)}
+        return state, batch._replace(old_outputs=old, extras=extras)
+
+    def policy_term(inputs: PolicyInputs, state: MCPOState) -> tuple[jax.Array, dict]:
+        mb = inputs.batch
+        kl_old = kl_divergence(mb.old_outputs, inputs.outputs)
+        kl_virtual = kl_divergence(mb.extras["virtual"], inputs.outputs)
+        loss = mcpo(
+            inputs.log_prob,
+            mb.log_prob,
+            inputs.advantages,
+            kl_old,
+            kl_virtual,
+            state.beta,
+            hparams.kl_coef,
+        )
+        return loss, {}
+
+    def finish(state: MCPOState, old: Any, new: Any, batch: Batch) -> tuple[MCPOState, dict]:
+        outputs = actor.apply(new["actor"], batch.obs)
+        write = should_write(state.slot_kl, state.filled, hparams.write_threshold)
+        memory, filled, age = write_slot(state.memory, state.filled, state.age, old["actor"], write)
+        w = state.weights
+        metrics = {
+            "beta": state.beta,
+            "kl": kl_divergence(batch.old_outputs, outputs).mean(),
+            "kl_virtual": kl_divergence(batch.extras["virtual"], outputs).mean(),
+            "attention_entropy": -jnp.sum(jnp.where(w > 0, w * jnp.log(w), 0.0)),
+            "virtual_gain": state.virtual_gain,
+            "memory_write": write.astype(jnp.float32),
+            "memory_filled": filled.sum().astype(jnp.float32),
+        }
+        return state._replace(memory=memory, filled=filled, age=age), metrics
+
+    adaptation = Adaptation(init=init, prepare=prepare, finish=finish)
+    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term)
+    return make_first_order_rule(config, hparams, loss_fn, adaptation)
+
+
+MCPO = Algorithm(
+    name="mcpo", hparams_cls=MCPOHParams, defaults=DEFAULTS, make_update_rule=make_mcpo_rule
+)
+
+__all__ = [
+    "MCPO",
+    "MCPOHParams",
+    "MCPOState",
+    "attention_weights",
+    "make_mcpo_rule",
+    "should_write",
+    "virtual_params",
+    "write_slot",
+]
