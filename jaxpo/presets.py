@@ -99,11 +99,18 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
         dict(reward_scale=0.1),
     ),
     ("ppo_kl", "gymnax:CartPole-v1"): (CLASSIC, dict(learning_rate=1e-3, kl_target=0.01)),
-    ("a2c", "gymnax:CartPole-v1"): (A2C_CLASSIC, dict(learning_rate=3e-3, ent_coef=0.0)),
+    ("a2c", "gymnax:CartPole-v1"): (A2C_CLASSIC, dict(learning_rate=2e-3, reward_scale=0.1)),
     ("mdpo", "gymnax:CartPole-v1"): (MDPO_CLASSIC, dict(learning_rate=1e-3)),
     ("mdpo", "gymnax:Pendulum-v1"): (
         dict(MDPO_CLASSIC, num_envs=16, num_steps=256, total_timesteps=2_000_000, anneal_lr=False),
         dict(PENDULUM, learning_rate=3e-3),
+    ),
+    ("mcpo", "gymnax:CartPole-v1"): (CLASSIC, dict(learning_rate=2e-3, kl_coef=3.0)),
+    ("mcpo", "gymnax:Pendulum-v1"): (
+        dict(
+            TRUST_REGION_PENDULUM, update_epochs=10, num_minibatches=16, total_timesteps=2_000_000
+        ),
+        dict(PENDULUM, learning_rate=1e-3, ent_coef=0.0),
     ),
 }
 

@@ -1,4 +1,4 @@
-"""PPO-KL, A2C and MDPO learn, with 8 seeds in one vmapped call, to thresholds a broken one
+"""PPO-KL, A2C, MDPO and MCPO learn, with 8 seeds in one vmapped call, to thresholds a broken one
 would miss. Each runs its preset for at most the issue's budget ("within N env steps")."""
 
 import numpy as np
@@ -10,7 +10,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize(
     ("algo", "total", "threshold"),
-    [("ppo_kl", 500_000, 475), ("mdpo", 500_000, 475), ("a2c", 1_000_000, 400)],
+    [
+        ("ppo_kl", 500_000, 475),
+        ("mdpo", 500_000, 475),
+        ("mcpo", 500_000, 475),
+        ("a2c", 1_000_000, 400),
+    ],
 )
 def test_cartpole(algo, total, threshold):
     _, returns = returns_at(algo, "gymnax:CartPole-v1", total)
@@ -19,8 +24,9 @@ def test_cartpole(algo, total, threshold):
     assert (final >= threshold).sum() >= 6, final
 
 
-def test_mdpo_pendulum_reaches_minus_400_within_2e6():
-    _, returns = returns_at("mdpo", "gymnax:Pendulum-v1", 500_000)
+@pytest.mark.parametrize("algo", ["mdpo", "mcpo"])
+def test_pendulum_reaches_minus_400_within_2e6(algo):
+    _, returns = returns_at(algo, "gymnax:Pendulum-v1", 500_000)
     final = returns[:, -1]
-    print("MDPO Pendulum at 5e5:", np.round(final))
+    print(f"{algo} Pendulum at 5e5:", np.round(final))
     assert (final >= -400).sum() >= 6, final

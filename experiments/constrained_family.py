@@ -1,0 +1,170 @@
+"""The constrained policy-optimisation family side by side at a fixed env-step budget per env.
+
+Every algorithm runs its preset for ``(algo, env)`` (the algorithm's defaults where no preset
+exists) with ``total_timesteps`` set to the env's budget, 8 seeds in one vmapped call. The
+final return of a seed is the mean over its last ``LAST`` updates of the mean return of the
+episodes finished in each update. The table gives the interquartile mean (IQM: mean of the
+middle 50% of seeds) with a 95% percentile-bootstrap interval over seeds; the plots give the
+mean over seeds with a shaded 95% bootstrap interval of that mean.
+
+Writes ``experiments/results/constrained_family.{md,png,json}``. Finished cells are kept in
+the JSON, so an interrupted run resumes where it stopped (``--fresh`` starts over).
+
+    python experiments/constrained_family.py [--algos ppo,mcpo] [--envs gymnax:CartPole-v1]
+        [--seeds 8] [--scale 1.0] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxpo  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results"
+ALGOS = ("ppo", "ppo_kl", "a2c", "mdpo", "mcpo", "trpo", "npg")
+#: env id -> env-step budget shared by every algorithm.
+BUDGETS = {
+    "gymnax:CartPole-v1": 500_000,
+    "gymnax:Acrobot-v1": 500_000,
+    "gymnax:Pendulum-v1": 1_000_000,
+    "brax:inverted_pendulum": 500_000,
+}
+LAST = 10
+RESAMPLES = 5000
+
+
+def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean of the middle 50% along ``axis`` (a quarter of the values cut from each end)."""
+    x = np.sort(x, axis=axis)
+    n = x.shape[axis]
+    cut = n // 4
+    return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def bootstrap(x: np.ndarray, stat, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile-bootstrap interval of ``stat`` over the seeds (axis 0) of ``x [S, ...]``.
+
+    Returns:
+        (lower, upper), each of shape ``x.shape[1:]``.
+    """
+    idx = rng.integers(0, x.shape[0], size=(RESAMPLES, x.shape[0]))
+    stats = stat(x[idx], axis=1)  # [RESAMPLES, ...]
+    return np.percentile(stats, 2.5, axis=0), np.percentile(stats, 97.5, axis=0)
+
+
+def run_cell(algo: str, env_id: str, total: int, seeds: int) -> dict:
+    """Trains the preset on ``seeds`` seeds; returns env steps, returns ``[S, U]`` and time."""
+    config, hparams = jaxpo.presets.get(algo, env_id)
+    config = config.replace(total_timesteps=total)
+    start = time.perf_counter()
+    result = jaxpo.sweep.run(config, hparams, seeds=seeds)
+    returns = np.round(np.asarray(result.metrics["episode_return"])[0], 2)
+    seconds = time.perf_counter() - start
+    steps = (np.arange(config.num_updates) + 1) * config.batch_size
+    return {"steps": steps.tolist(), "returns": returns.tolist(), "seconds": seconds}
+
+
+def summarise(cells: dict, algos: list[str], envs: list[str], seeds: int) -> list[str]:
+    """The markdown table, one row per algorithm and one column per env."""
+    rng = np.random.default_rng(0)
+    head = "| algorithm | " + " | ".join(f"{e} ({BUDGETS[e]:,} steps)" for e in envs) + " |"
+    lines = [head, "|---" * (len(envs) + 1) + "|"]
+    for algo in algos:
+        row = [algo]
+        for env in envs:
+            cell = cells.get(f"{algo}|{env}")
+            if cell is None:
+                row.append("—")
+                continue
+            final = np.asarray(cell["returns"])[:, -LAST:].mean(axis=1)
+            low, high = bootstrap(final, iqm, rng)
+            row.append(f"{iqm(final):.1f} [{low:.1f}, {high:.1f}]")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def plot(cells: dict, algos: list[str], envs: list[str], path: Path) -> None:
+    """One panel per env: each algorithm's mean return over seeds with a 95% bootstrap band."""
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.5 * len(envs), 3.6), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        for algo in algos:
+            cell = cells.get(f"{algo}|{env}")
+            if cell is None:
+                continue
+            steps, returns = np.asarray(cell["steps"]), np.asarray(cell["returns"])
+            low, high = bootstrap(returns, np.mean, rng)
+            ax.plot(steps, returns.mean(axis=0), label=algo, lw=1.2)
+            ax.fill_between(steps, low, high, alpha=0.2)
+        ax.set_title(env)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("episode return")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--algos", default=",".join(ALGOS))
+    parser.add_argument("--envs", default=",".join(BUDGETS))
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every budget")
+    parser.add_argument("--fresh", action="store_true", help="ignore finished cells")
+    args = parser.parse_args()
+    algos, envs = args.algos.split(","), args.envs.split(",")
+    for name in algos:
+        if name not in ALGOS:
+            parser.error(f"unknown algorithm {name!r}; choose from {ALGOS}")
+    for name in envs:
+        if name not in BUDGETS:
+            parser.error(f"unknown env {name!r}; choose from {tuple(BUDGETS)}")
+    for env in envs:
+        BUDGETS[env] = int(BUDGETS[env] * args.scale)
+    OUT.mkdir(exist_ok=True)
+    store = OUT / "constrained_family.json"
+    cells = {} if args.fresh or not store.exists() else json.loads(store.read_text())
+    for env in envs:
+        for algo in algos:
+            key = f"{algo}|{env}"
+            cached = cells.get(key)
+            if cached and cached["total"] == BUDGETS[env] and cached["seeds"] == args.seeds:
+                continue
+            cell = run_cell(algo, env, BUDGETS[env], args.seeds)
+            cells[key] = dict(cell, total=BUDGETS[env], seeds=args.seeds)
+            store.write_text(json.dumps(cells))
+            final = np.asarray(cell["returns"])[:, -LAST:].mean(axis=1)
+            print(
+                f"{algo:7s} {env:24s} IQM {iqm(final):8.1f}  ({cell['seconds']:.0f} s)",
+                flush=True,
+            )
+    command = "python experiments/constrained_family.py"
+    if args.scale != 1.0:
+        command += f" --scale {args.scale}"
+    table = [
+        f"Final return (IQM over {args.seeds} seeds, [95% bootstrap interval]); a seed's final "
+        f"return is the mean over its last {LAST} updates. Each algorithm runs its "
+        "`jaxpo.presets` entry for the env (its defaults where there is none).",
+        "",
+        *summarise(cells, algos, envs, args.seeds),
+        "",
+        f"Command: `{command}`; curves in `constrained_family.png`.",
+    ]
+    (OUT / "constrained_family.md").write_text("\n".join(table) + "\n")
+    plot(cells, algos, envs, OUT / "constrained_family.png")
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
