@@ -8,7 +8,8 @@ middle 50% of seeds) with a 95% percentile-bootstrap interval over seeds; the pl
 mean over seeds with a shaded 95% bootstrap interval of that mean.
 
 Writes ``experiments/results/constrained_family.{md,png,json}``. Finished cells are kept in
-the JSON, so an interrupted run resumes where it stopped (``--fresh`` starts over).
+the JSON with the config and hparams they ran, so an interrupted run resumes where it stopped
+and a cell whose preset changed runs again (``--fresh`` starts over).
 
     python experiments/constrained_family.py [--algos ppo,mcpo] [--envs gymnax:CartPole-v1]
         [--seeds 8] [--scale 1.0] [--fresh]
@@ -61,10 +62,16 @@ def bootstrap(x: np.ndarray, stat, rng: np.random.Generator) -> tuple[np.ndarray
     return np.percentile(stats, 2.5, axis=0), np.percentile(stats, 97.5, axis=0)
 
 
-def run_cell(algo: str, env_id: str, total: int, seeds: int) -> dict:
-    """Trains the preset on ``seeds`` seeds; returns env steps, returns ``[S, U]`` and time."""
+def cell_setup(algo: str, env_id: str, total: int) -> tuple[jaxpo.Config, jaxpo.HParams, str]:
+    """The preset shortened to ``total`` steps, and a text that identifies it."""
     config, hparams = jaxpo.presets.get(algo, env_id)
     config = config.replace(total_timesteps=total)
+    scalars = {k: round(float(v), 8) for k, v in jaxpo.sweep.columns(hparams).items()}
+    return config, hparams, repr((config, sorted(scalars.items())))
+
+
+def run_cell(config: jaxpo.Config, hparams: jaxpo.HParams, seeds: int) -> dict:
+    """Trains ``config`` on ``seeds`` seeds; returns env steps, returns ``[S, U]`` and time."""
     start = time.perf_counter()
     result = jaxpo.sweep.run(config, hparams, seeds=seeds)
     returns = np.round(np.asarray(result.metrics["episode_return"])[0], 2)
@@ -138,20 +145,26 @@ def main() -> None:
     for env in envs:
         for algo in algos:
             key = f"{algo}|{env}"
+            config, hparams, setup = cell_setup(algo, env, BUDGETS[env])
             cached = cells.get(key)
-            if cached and cached["total"] == BUDGETS[env] and cached["seeds"] == args.seeds:
+            if cached and cached.get("setup") == setup and cached["seeds"] == args.seeds:
                 continue
-            cell = run_cell(algo, env, BUDGETS[env], args.seeds)
-            cells[key] = dict(cell, total=BUDGETS[env], seeds=args.seeds)
+            cell = run_cell(config, hparams, args.seeds)
+            cells[key] = dict(cell, setup=setup, seeds=args.seeds)
             store.write_text(json.dumps(cells))
             final = np.asarray(cell["returns"])[:, -LAST:].mean(axis=1)
             print(
                 f"{algo:7s} {env:24s} IQM {iqm(final):8.1f}  ({cell['seconds']:.0f} s)",
                 flush=True,
             )
+    # the table and plots cover every finished cell, so runs split by --algos/--envs add up
+    # to the full command's output
     command = "python experiments/constrained_family.py"
-    if args.scale != 1.0:
-        command += f" --scale {args.scale}"
+    for flag, value, default in (("--seeds", args.seeds, 8), ("--scale", args.scale, 1.0)):
+        if value != default:
+            command += f" {flag} {value}"
+    algos = [a for a in ALGOS if any(f"{a}|{e}" in cells for e in BUDGETS)]
+    envs = [e for e in BUDGETS if any(f"{a}|{e}" in cells for a in ALGOS)]
     table = [
         f"Final return (IQM over {args.seeds} seeds, [95% bootstrap interval]); a seed's final "
         f"return is the mean over its last {LAST} updates. Each algorithm runs its "

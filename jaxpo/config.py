@@ -16,6 +16,7 @@ from . import envs
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
 FISHER_FORMS = ("gauss_newton", "kl_hessian")
 NATURAL_STEPS = ("normalized", "fixed")
+MEMORY_REPLACE = ("oldest", "closest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,10 @@ class Config:
         natural_step: NPG's step length: ``"normalized"`` (α = sqrt(2·step_size / xᵀFx)) or
             ``"fixed"`` (α = step_size).
         memory_size: MCPO's number of policy-memory slots N.
+        memory_replace: which full slot MCPO overwrites: ``"oldest"`` or ``"closest"`` (the
+            smallest KL(π_old ‖ π_i), i.e. the most redundant).
+        attention_hidden: width of MCPO's attention MLP.
+        attention_steps: Adam steps on the attention network per update (MCPO).
     """
 
     algo: str = "ppo"
@@ -86,6 +91,9 @@ class Config:
     fisher_form: str = "gauss_newton"
     natural_step: str = "normalized"
     memory_size: int = 5
+    memory_replace: str = "oldest"
+    attention_hidden: int = 16
+    attention_steps: int = 1
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied; unknown names raise ``ValueError``."""
@@ -137,6 +145,8 @@ def validate_config(config: Config) -> None:
         "line_search_steps",
         "fisher_subsample",
         "memory_size",
+        "attention_hidden",
+        "attention_steps",
     ):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -161,6 +171,10 @@ def validate_config(config: Config) -> None:
         raise ValueError(f"fisher_form={config.fisher_form!r} must be one of {FISHER_FORMS}")
     if config.natural_step not in NATURAL_STEPS:
         raise ValueError(f"natural_step={config.natural_step!r} must be one of {NATURAL_STEPS}")
+    if config.memory_replace not in MEMORY_REPLACE:
+        raise ValueError(
+            f"memory_replace={config.memory_replace!r} must be one of {MEMORY_REPLACE}"
+        )
     if config.fisher_subsample > config.num_steps:
         raise ValueError(
             f"fisher_subsample={config.fisher_subsample} exceeds num_steps={config.num_steps}"

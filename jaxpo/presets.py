@@ -1,13 +1,15 @@
 """Tuned starting points: ``get(algo, env_id) -> (Config, HParams)``.
 
 Where no preset exists for a pair, the algorithm's defaults with the generic config for
-that env id are returned, so every algorithm runs on every compatible env.
+that env id are returned, so every algorithm runs on every compatible env. An algorithm's
+``config_defaults`` (e.g. A2C's single full-batch step) come first, under any preset.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .algos import ALGORITHMS
 from .config import Config, validate_config
 from .hparams import HParams
 from .train import default_hparams
@@ -122,6 +124,9 @@ def get(algo: str, env_id: str) -> tuple[Config, HParams]:
         ValueError: unknown algorithm or env id.
     """
     config_overrides, hparam_overrides = PRESETS.get((algo, env_id), ({}, {}))
-    config = Config(algo=algo, env_id=env_id).replace(**config_overrides)
+    config = Config(algo=algo, env_id=env_id)
+    if algo in ALGORITHMS:
+        config = config.replace(**ALGORITHMS[algo].config_defaults)
+    config = config.replace(**config_overrides)
     validate_config(config)
     return config, default_hparams(config, **hparam_overrides)

@@ -1,5 +1,6 @@
 """PPO-KL, A2C and MDPO inside ``make_train``: sweeps over their own knobs compile once,
-members equal single runs, algorithm state keeps static shapes, CLI and validation."""
+members equal single runs, algorithm state keeps static shapes, CLI and validation. MCPO's
+sweep and state tests are in ``test_mcpo.py``; its CLI and preset checks are here."""
 
 import math
 
@@ -18,12 +19,18 @@ CONFIG = Config(
     hidden_sizes=(12, 12),
 )
 SEEDS = 2
-#: algo -> (swept hparam, its values, other values, other knobs changed in the second sweep,
-#: algorithm-specific metrics)
+#: algo -> (swept hparam, its values, other values, other knobs changed in the second sweep)
 CASES = {
-    "ppo_kl": ("kl_target", [1e-3, 1e-1], [3e-3, 3e-2], {"kl_coef_init": 0.5}, {"kl", "beta"}),
-    "a2c": ("learning_rate", [1e-3, 3e-3], [3e-4, 1e-2], {"vf_coef": 0.25}, set()),
-    "mdpo": ("horizon", [2.0, 1000.0], [3.0, 50.0], {"value_clip": 0.1}, {"kl", "inv_step"}),
+    "ppo_kl": ("kl_target", [1e-3, 1e-1], [3e-3, 3e-2], {"kl_coef_init": 0.5}),
+    "a2c": ("learning_rate", [1e-3, 3e-3], [3e-4, 1e-2], {"vf_coef": 0.25}),
+    "mdpo": ("horizon", [2.0, 1000.0], [3.0, 50.0], {"value_clip": 0.1}),
+}
+#: algo -> its own per-update metrics
+ALGO_METRICS = {
+    "ppo_kl": {"kl", "beta"},
+    "a2c": set(),
+    "mdpo": {"kl", "inv_step"},
+    "mcpo": {"beta", "kl", "kl_virtual", "virtual_gain", "attention_entropy", "memory_write"},
 }
 COMMON = {"policy_loss", "value_loss", "entropy", "approx_kl", "ess_frac", "grad_norm"}
 
@@ -31,7 +38,7 @@ COMMON = {"policy_loss", "value_loss", "entropy", "approx_kl", "ess_frac", "grad
 @pytest.fixture(scope="module", params=sorted(CASES))
 def runs(request):
     algo = request.param
-    name, values, others, changes, _ = CASES[algo]
+    name, values, others, changes = CASES[algo]
     config = CONFIG.replace(algo=algo)
     hp = default_hparams(config)
     grid = sweep.grid(hp, **{name: values})
@@ -42,7 +49,7 @@ def runs(request):
 def test_sweep_compiles_once_and_members_equal_single_runs(runs):
     algo, out = runs
     assert out["traces"] == 1
-    assert COMMON | CASES[algo][4] <= set(out["swept"])
+    assert COMMON | ALGO_METRICS[algo] <= set(out["swept"])
     assert not np.allclose(out["again"]["policy_loss"], out["swept"]["policy_loss"])
     for (m, s), alone in out["alone"].items():
         for name, value in alone.items():
@@ -66,8 +73,8 @@ def test_algorithm_state_metrics(runs):
     ("algo", "field", "value"),
     [
         ("ppo_kl", "kl_target", 0.0),
-        ("ppo_kl", "kl_coef_init", -1.0),
-        ("mdpo", "horizon", 0.0),
+        ("ppo_kl", "kl_coef_init", 0.0),
+        ("mdpo", "horizon", 0.5),
         ("mdpo", "value_clip", math.nan),
         ("a2c", "ent_coef", -0.1),
     ],
@@ -77,7 +84,7 @@ def test_bad_hparams(algo, field, value):
         default_hparams(CONFIG.replace(algo=algo), **{field: value})
 
 
-@pytest.mark.parametrize("algo", sorted(CASES))
+@pytest.mark.parametrize("algo", sorted(ALGO_METRICS))
 def test_cli_trains(algo, tmp_path, capsys):
     out = tmp_path / algo
     argv = ["train", "--algo", algo, "--total-timesteps", "128", "--out", str(out)]
@@ -86,10 +93,15 @@ def test_cli_trains(algo, tmp_path, capsys):
     assert cli.main(argv) == 0
     assert "final return" in capsys.readouterr().out
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert COMMON | CASES[algo][4] <= set(header)
+    assert COMMON | ALGO_METRICS[algo] <= set(header)
 
 
-@pytest.mark.parametrize("algo", sorted(CASES))
-def test_presets_exist(algo):
-    config, hp = presets.get(algo, "gymnax:CartPole-v1")
+@pytest.mark.parametrize(
+    ("algo", "env_id"),
+    [(algo, "gymnax:CartPole-v1") for algo in sorted(ALGO_METRICS)]
+    + [("mdpo", "gymnax:Pendulum-v1"), ("mcpo", "gymnax:Pendulum-v1")],
+)
+def test_presets_exist(algo, env_id):
+    assert (algo, env_id) in presets.PRESETS
+    config, hp = presets.get(algo, env_id)
     assert config.algo == algo and isinstance(hp, type(default_hparams(config)))

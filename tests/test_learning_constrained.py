@@ -25,7 +25,8 @@ def test_cartpole(algo, total, threshold):
 
 
 @pytest.mark.parametrize("algo", ["mdpo", "mcpo"])
-def test_pendulum_reaches_minus_400_within_2e6(algo):
+def test_pendulum_reaches_minus_400_by_5e5(algo):
+    """The issue asks for ≥ −400 within 2e6 env steps; the presets get there by 5e5."""
     _, returns = returns_at(algo, "gymnax:Pendulum-v1", 500_000)
     final = returns[:, -1]
     print(f"{algo} Pendulum at 5e5:", np.round(final))

@@ -8,13 +8,13 @@ tests share one sweep.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from rule_helpers import capture_rule_parts, cheap_jit
 from sweeps import sweep_twice_and_alone
 
 import jaxpo.algos.mcpo as mcpo_module
@@ -33,20 +33,6 @@ from jaxpo.algos.mcpo import (
 from jaxpo.algos.ppo_kl import make_ppo_kl_rule
 from jaxpo.losses import kl_divergence, mcpo, ppo_kl
 from jaxpo.networks import Actor, Critic, distribution
-
-_CHEAP_CPU_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-}
-
-
-def cheap_jit(fn=None, **kwargs):
-    """``jax.jit`` with cheap code generation on CPU; usable as a bare decorator."""
-    if fn is None:
-        return functools.partial(cheap_jit, **kwargs)
-    options = _CHEAP_CPU_COMPILE if jax.default_backend() == "cpu" else None
-    return jax.jit(fn, compiler_options=options, **kwargs)
-
 
 KINDS = ["categorical", "gaussian"]
 OBS_DIM = 4
@@ -98,19 +84,12 @@ def ppo_kl_hparams(**overrides):
     return PPOKLHParams.create(None, **{**ALGORITHMS["ppo_kl"].defaults, **overrides})
 
 
-def rule_parts(module, make_rule, hparams, kind):
+def rule_parts(module, make_rule, hparams, kind, config=RULE_CONFIG):
     """``(rule, loss_fn, adaptation)``: the loss function and adaptation the rule hands to
     make_first_order_rule, captured."""
-    seen = {}
-    real = module.make_first_order_rule
-
-    def spy(config, hparams, loss_fn, adaptation):
-        seen.update(loss_fn=loss_fn, adaptation=adaptation)
-        return real(config, hparams, loss_fn, adaptation)
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(module, "make_first_order_rule", spy)
-        rule = make_rule(RULE_CONFIG, hparams, actor_of(kind), CRITIC)
+        seen = capture_rule_parts(mp, module)
+        rule = make_rule(config, hparams, actor_of(kind), CRITIC)
     return rule, seen["loss_fn"], seen["adaptation"]
 
 
@@ -389,6 +368,29 @@ def test_attention_step_raises_the_virtual_gain(kind):
     assert float(trained.weights[0]) > float(frozen.weights[0])
 
 
+def test_attention_config_knobs():
+    """``attention_hidden`` sets the MLP's width, ``attention_steps`` the Adam steps per
+    update; the untrained attention scores every slot 0, so its weights are uniform."""
+    kind = "categorical"
+    params = init_params(kind, seed=5)
+    batch = make_batch(kind, params, seed=7)
+    memory = stacked(*(perturb(params["actor"], seed, 0.3) for seed in range(N_SLOTS)))
+    filled = [True, True, True, False]
+    for hidden, steps, lr in ((16, 1, 0.0), (7, 3, 1e-2)):
+        config = RULE_CONFIG.replace(attention_hidden=hidden, attention_steps=steps)
+        rule, _, adaptation = rule_parts(
+            mcpo_module, make_mcpo_rule, mcpo_hparams(attention_lr=lr), kind, config
+        )
+        state = with_memory(rule.init(params)["algo"], memory, filled)
+        assert state.attention["params"]["Dense_0"]["kernel"].shape == (3, hidden)
+        state, _ = adaptation.prepare(params, state, batch)
+        assert int(state.attention_opt[0].count) == steps
+        if lr == 0.0:
+            np.testing.assert_allclose(state.weights, [1 / 3, 1 / 3, 1 / 3, 0.0], rtol=1e-6)
+        else:
+            assert not np.allclose(state.weights[:3], 1 / 3)
+
+
 # --------------------------------------------------------------------------- PPO-KL reduction
 
 
@@ -551,6 +553,25 @@ def test_write_slot():
     np.testing.assert_array_equal(age, [3, 2, 1, 0])
 
 
+def test_write_slot_replacing_the_closest():
+    memory, params = write_case()
+    cases = [
+        # filled, age, closeness, written slot
+        ([1, 1, 1, 1], [2, 7, 5, 1], [0.3, 0.2, 0.01, 0.5], 2),  # not the oldest (1)
+        ([1, 1, 1, 1], [0, 0, 0, 0], [0.3, 0.2, 0.2, 0.5], 1),  # ties: the first closest
+        ([1, 1, 0, 1], [2, 7, 0, 1], [0.3, 0.2, 0.0, 0.5], 2),  # an empty slot comes first
+    ]
+    for filled, age, closeness, slot in cases:
+        filled = jnp.asarray(filled, bool)
+        new_memory, new_filled, _ = write_slot(
+            memory, filled, jnp.asarray(age, jnp.float32), params, jnp.bool_(True),
+            jnp.asarray(closeness, jnp.float32),
+        )  # fmt: skip
+        assert float(new_memory["b"][slot]) == -2.0
+        assert (np.asarray(new_memory["b"]) == -2.0).sum() == 1
+        assert bool(new_filled.all())
+
+
 # --------------------------------------------------------------------------- training runs
 
 
@@ -639,7 +660,16 @@ def test_bad_hparams(field, value):
         default_hparams(RUN_CONFIG, **{field: value})
 
 
-@pytest.mark.parametrize("size", [0, -1])
-def test_bad_memory_size(size):
-    with pytest.raises(ValueError, match="memory_size"):
-        make_train(RUN_CONFIG.replace(memory_size=size))
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("memory_size", 0),
+        ("memory_size", -1),
+        ("attention_hidden", 0),
+        ("attention_steps", 0),
+        ("memory_replace", "newest"),
+    ],
+)
+def test_bad_memory_config(field, value):
+    with pytest.raises(ValueError, match=field):
+        make_train(RUN_CONFIG.replace(**{field: value}))

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
+from rule_helpers import cheap_jit
 
 from jaxpo.algos.base import Batch
 from jaxpo.algos.natural import kl_step_scale, make_policy_problem
@@ -42,20 +43,6 @@ from jaxpo.networks import Actor, distribution
 
 # These tests check numerics, not speed, so XLA's expensive CPU code generation is skipped (as
 # in tests/envs/conftest.py): it roughly halves compile time, which dominates here.
-_CHEAP_CPU_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-}
-
-
-def cheap_jit(fn=None, **kwargs):
-    """``jax.jit`` with cheap code generation on CPU; usable as a bare decorator."""
-    if fn is None:
-        return functools.partial(cheap_jit, **kwargs)
-    options = _CHEAP_CPU_COMPILE if jax.default_backend() == "cpu" else None
-    return jax.jit(fn, compiler_options=options, **kwargs)
-
-
 OBS_DIM = 4
 ACTION_DIM = 3
 N = 16

@@ -1,7 +1,8 @@
 """A2C: the ratio-free policy gradient −E[log π_θ·Â] + c_v·L_V − c_e·H.
 
-One Adam step per rollout in its presets (``update_epochs = num_minibatches = 1``); more
-epochs or minibatches are allowed. The value loss is never clipped (A2C has no ε).
+One Adam step per rollout (``update_epochs = num_minibatches = 1``, applied by
+``presets.get`` for every env); more epochs or minibatches are allowed. The value loss is
+never clipped (A2C has no ε).
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def make_a2c_rule(
 
 
 A2C = Algorithm(
-    name="a2c", hparams_cls=ActorCriticHParams, defaults=DEFAULTS, make_update_rule=make_a2c_rule
+    name="a2c",
+    hparams_cls=ActorCriticHParams,
+    defaults=DEFAULTS,
+    make_update_rule=make_a2c_rule,
+    config_defaults={"update_epochs": 1, "num_minibatches": 1},
 )
 
 __all__ = ["A2C", "make_a2c_rule"]

@@ -15,7 +15,7 @@ from flax import struct
 from ..config import Config
 from ..hparams import HParams
 from ..losses import health
-from ..losses.kl import DistParams
+from ..losses.kl import DistParams, kl_divergence
 from ..losses.value import value_loss
 from ..networks import Actor, Critic, distribution
 from .base import Batch
@@ -116,3 +116,13 @@ def record_old_outputs(actor: Actor) -> Callable[[Any, Any, Batch], tuple[Any, B
         return state, batch._replace(old_outputs=old)
 
     return prepare
+
+
+def mean_kl_after(actor: Actor, new_params: Any, batch: Batch, reverse: bool = False) -> jax.Array:
+    """E_s[KL(π_old ‖ π_new)] over the batch (E_s[KL(π_new ‖ π_old)] if ``reverse``).
+
+    ``batch.old_outputs`` holds π_old's outputs.
+    """
+    new = actor.apply(new_params["actor"], batch.obs)
+    pair = (new, batch.old_outputs) if reverse else (batch.old_outputs, new)
+    return kl_divergence(*pair).mean()

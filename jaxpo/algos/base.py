@@ -71,6 +71,8 @@ class Algorithm(NamedTuple):
         make_update_rule: builds the update rule.
         discrete: supports discrete action spaces.
         continuous: supports continuous (Box) action spaces.
+        config_defaults: static config fields that define the method (e.g. A2C's one
+            full-batch step per rollout), applied by ``presets.get`` under any preset.
     """
 
     name: str
@@ -79,3 +81,4 @@ class Algorithm(NamedTuple):
     make_update_rule: MakeUpdateRule
     discrete: bool = True
     continuous: bool = True
+    config_defaults: dict[str, Any] = {}

@@ -5,21 +5,27 @@ Trust Region".
 
 L = −E[r·Â] + c·[β·E_s KL(π_old ‖ π_θ) + (1 − β)·E_s KL(π_ψ ‖ π_θ)] + c_v·L_V − c_e·H,
 minimised by epochs × minibatches of Adam. Everything below is algorithm state carried in
-``rule_state["algo"]`` (:class:`MCPOState`); the paper's exact choices were not available
-here, so these are ours (each is a traced hparam or a static config field):
+``rule_state["algo"]`` (:class:`MCPOState`). The paper's exact choices were not available
+here, so these are ours; the numeric ones are traced hparams, the structural ones static
+config fields:
 
 - **Memory**: ``config.memory_size`` (N, static) past actor parameter sets stacked on a
-  leading axis, with a ``filled`` mask and each slot's age in updates.
+  leading axis, with a ``filled`` mask and each slot's age in updates. Slot 0 starts as the
+  initial policy.
 - **Writing (diversity rule)**: after an update, π_old (the pre-update policy) is written
   when its smallest mean KL(π_old ‖ π_i) to the filled slots on the batch exceeds
-  ``write_threshold``, into an empty slot or else the oldest one.
-- **Virtual policy**: ψ = Σ_i w_i θ_i (a combination in parameter space), w = softmax over
-  filled slots of scores from a small attention MLP whose inputs per slot are its
-  importance-sampled surrogate gain mean(π_i/π_old·Â) on the batch, its KL(π_old ‖ π_i)
-  and its age / N.
-- **Attention training**: one Adam step (``attention_lr``) per update on the attention
-  parameters, maximising π_ψ's surrogate mean(π_ψ/π_old·Â) on the batch, before the policy
-  update; ψ is then rebuilt with the new weights.
+  ``write_threshold``, into an empty slot or else, per ``config.memory_replace``, the oldest
+  one (``"oldest"``) or the one closest to π_old (``"closest"``, the most redundant).
+- **Virtual policy**: ψ = Σ_i w_i θ_i, a combination in parameter space, so π_ψ is a policy
+  of the same family and both KL terms stay closed-form (a mixture of the slots' outputs
+  would not be Gaussian). w = softmax over filled slots of scores from an attention MLP
+  (``config.attention_hidden`` tanh units; its output layer starts at zero, so the initial
+  weights are uniform and do not depend on a key) whose inputs per slot are its
+  importance-sampled surrogate gain mean(π_i/π_old·Â) on the batch, its KL(π_old ‖ π_i) and
+  its age as min(age, N) / N.
+- **Attention training**: ``config.attention_steps`` Adam steps (``attention_lr``) per update
+  on the attention parameters, maximising π_ψ's surrogate mean(π_ψ/π_old·Â) on the batch,
+  before the policy update; ψ is then rebuilt with the new weights.
 - **Switching**: β = ``beta_high`` when π_old's estimated gain mean(Â) is at least π_ψ's
   mean(π_ψ/π_old·Â), else ``beta_low`` (ψ looks better, so the policy is pulled towards it).
   With ``beta_high = beta_low = 1`` MCPO is the PPO-KL form with a fixed β = ``kl_coef``.
@@ -39,11 +45,17 @@ from ..config import Config
 from ..losses.kl import kl_divergence
 from ..losses.penalty import mcpo
 from ..networks import Actor, Critic, distribution
-from .actor_critic import ActorCriticHParams, PolicyInputs, make_actor_critic_loss, normalize
+from .actor_critic import (
+    ActorCriticHParams,
+    PolicyInputs,
+    make_actor_critic_loss,
+    normalize,
+    record_old_outputs,
+)
 from .base import Algorithm, Batch, UpdateRule
 from .first_order import Adaptation, make_first_order_rule
 
-#: Slot features fed to the attention network: gain, KL to π_old, age / N.
+#: Slot features fed to the attention network: gain, KL to π_old, min(age, N) / N.
 NUM_FEATURES = 3
 #: Log-ratios are clamped to ±this before exponentiating in the gain estimates.
 MAX_LOG_RATIO = 10.0
@@ -94,14 +106,18 @@ DEFAULTS = {
 
 
 class AttentionNet(nn.Module):
-    """Scores memory slots from their features: ``[N, NUM_FEATURES] -> [N]``."""
+    """Scores memory slots from their features: ``[N, NUM_FEATURES] -> [N]``.
+
+    The output layer starts at zero, so every slot scores 0 until the first attention step.
+    """
 
     hidden: int = 16
 
     @nn.compact
     def __call__(self, features: jax.Array) -> jax.Array:
         """One score per slot."""
-        return nn.Dense(1)(nn.tanh(nn.Dense(self.hidden)(features)))[..., 0]
+        hidden = nn.tanh(nn.Dense(self.hidden)(features))
+        return nn.Dense(1, kernel_init=nn.initializers.zeros)(hidden)[..., 0]
 
 
 class MCPOState(NamedTuple):
@@ -117,6 +133,9 @@ class MCPOState(NamedTuple):
         slot_kl: mean KL(π_old ‖ π_i) per slot on the current batch, ``[N]``.
         weights: the attention weights of the current update, ``[N]``.
         virtual_gain: π_ψ's estimated gain mean(π_ψ/π_old·Â) on the current batch.
+
+    ``beta``, ``slot_kl``, ``weights`` and ``virtual_gain`` are per-update values: ``prepare``
+    sets them, the loss and ``finish`` read them, and the next ``prepare`` overwrites them.
     """
 
     memory: Any
@@ -147,10 +166,20 @@ def surrogate_gain(log_prob: jax.Array, old_log_prob: jax.Array, adv: jax.Array)
 
 
 def write_slot(
-    memory: Any, filled: jax.Array, age: jax.Array, params: Any, write: jax.Array
+    memory: Any,
+    filled: jax.Array,
+    age: jax.Array,
+    params: Any,
+    write: jax.Array,
+    closeness: jax.Array | None = None,
 ) -> tuple[Any, jax.Array, jax.Array]:
-    """Writes ``params`` into an empty or else the oldest slot when ``write``; ages the rest."""
-    slot = jnp.argmax(jnp.where(filled, age, jnp.inf))
+    """Writes ``params`` into a slot when ``write``; ages the other filled slots by one.
+
+    The slot is an empty one if any, else the oldest, or, given ``closeness`` ``[N]`` (e.g.
+    each slot's KL to ``params``), the filled slot with the smallest closeness.
+    """
+    rank = age if closeness is None else -closeness
+    slot = jnp.argmax(jnp.where(filled, rank, jnp.inf))
     hit = write & (jnp.arange(filled.shape[0]) == slot)
     memory = jax.tree.map(
         lambda m, p: jnp.where(hit.reshape((-1,) + (1,) * p.ndim), p[None], m), memory, params
@@ -167,7 +196,7 @@ def make_mcpo_rule(
     config: Config, hparams: MCPOHParams, actor: Actor, critic: Critic
 ) -> UpdateRule:
     """MCPO's update rule; its algorithm state is an :class:`MCPOState`."""
-    attention = AttentionNet()
+    attention = AttentionNet(hidden=config.attention_hidden)
     attention_tx = optax.adam(hparams.attention_lr)
     n = config.memory_size
 
@@ -188,7 +217,7 @@ def make_mcpo_rule(
         )
 
     def prepare(params: Any, state: MCPOState, batch: Batch) -> tuple[MCPOState, Batch]:
-        old = jax.lax.stop_gradient(actor.apply(params["actor"], batch.obs))
+        state, batch = record_old_outputs(actor)(params, state, batch)
         adv = normalize(batch.advantages) if config.normalize_advantages else batch.advantages
 
         def log_prob_of(actor_params: Any) -> tuple[jax.Array, Any]:
@@ -198,10 +227,11 @@ def make_mcpo_rule(
         def slot_stats(slot_params: Any) -> tuple[jax.Array, jax.Array]:
             log_prob, outputs = log_prob_of(slot_params)
             gain = surrogate_gain(log_prob, batch.log_prob, adv)
-            return gain, kl_divergence(old, outputs).mean()
+            return gain, kl_divergence(batch.old_outputs, outputs).mean()
 
         gains, slot_kl = jax.vmap(slot_stats)(state.memory)
-        features = jax.lax.stop_gradient(jnp.stack([gains, slot_kl, state.age / n], axis=-1))
+        age = jnp.minimum(state.age, n) / n
+        features = jax.lax.stop_gradient(jnp.stack([gains, slot_kl, age], axis=-1))
 
         def weights_of(attention_params: Any) -> jax.Array:
             return attention_weights(attention.apply(attention_params, features), state.filled)
@@ -210,9 +240,15 @@ def make_mcpo_rule(
             psi = virtual_params(state.memory, weights_of(attention_params))
             return -surrogate_gain(log_prob_of(psi)[0], batch.log_prob, adv)
 
-        grads = jax.grad(virtual_loss)(state.attention)
-        updates, attention_opt = attention_tx.update(grads, state.attention_opt)
-        attention_params = optax.apply_updates(state.attention, updates)
+        def attention_step(_: int, carry: tuple[Any, Any]) -> tuple[Any, Any]:
+            attention_params, attention_opt = carry
+            grads = jax.grad(virtual_loss)(attention_params)
+            updates, attention_opt = attention_tx.update(grads, attention_opt)
+            return optax.apply_updates(attention_params, updates), attention_opt
+
+        attention_params, attention_opt = jax.lax.fori_loop(
+            0, config.attention_steps, attention_step, (state.attention, state.attention_opt)
+        )
         weights = weights_of(attention_params)
         virtual_log_prob, virtual = log_prob_of(virtual_params(state.memory, weights))
         virtual_gain = surrogate_gain(virtual_log_prob, batch.log_prob, adv)
@@ -226,7 +262,7 @@ def make_mcpo_rule(
             virtual_gain=virtual_gain,
         )
         extras = {"virtual": jax.lax.stop_gradient(virtual)}
-        return state, batch._replace(old_outputs=old, extras=extras)
+        return state, batch._replace(extras=extras)
 
     def policy_term(inputs: PolicyInputs, state: MCPOState) -> tuple[jax.Array, dict]:
         mb = inputs.batch
@@ -246,7 +282,10 @@ def make_mcpo_rule(
     def finish(state: MCPOState, old: Any, new: Any, batch: Batch) -> tuple[MCPOState, dict]:
         outputs = actor.apply(new["actor"], batch.obs)
         write = should_write(state.slot_kl, state.filled, hparams.write_threshold)
-        memory, filled, age = write_slot(state.memory, state.filled, state.age, old["actor"], write)
+        closeness = state.slot_kl if config.memory_replace == "closest" else None
+        memory, filled, age = write_slot(
+            state.memory, state.filled, state.age, old["actor"], write, closeness
+        )
         w = state.weights
         metrics = {
             "beta": state.beta,

@@ -1,10 +1,10 @@
 """On-policy MDPO (Tomar et al., mirror descent policy optimisation).
 
 L_k(θ) = −E[r·Â] + (1/t_k)·E_s[KL(π_θ ‖ π_old)] + c_v·L_V − c_e·H — the KL is new ‖ old —
-minimised by several full-batch Adam steps from θ_k (``update_epochs``, with
-``num_minibatches = 1`` in the presets). t_k = 1 − (k − 1)/K anneals over a horizon of K
-iterations (a traced hparam distinct from the run length; floored at 1/K past it). The
-iteration counter k is algorithm state.
+minimised by several full-batch Adam steps from θ_k (``update_epochs = 10``,
+``num_minibatches = 1``, applied by ``presets.get`` for every env). t_k = 1 − (k − 1)/K
+anneals over a horizon of K iterations (a traced hparam distinct from the run length; floored
+at 1/K past it). The iteration counter k is algorithm state.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .actor_critic import (
     ActorCriticHParams,
     PolicyInputs,
     make_actor_critic_loss,
+    mean_kl_after,
     record_old_outputs,
 )
 from .base import Algorithm, Batch, UpdateRule
@@ -34,7 +35,7 @@ class MDPOHParams(ActorCriticHParams):
     """MDPO's traced hyperparameters.
 
     Attributes:
-        horizon: K, the annealing horizon of t_k in iterations, > 0.
+        horizon: K, the annealing horizon of t_k in iterations, ≥ 1 (so t_1 = 1).
         value_clip: ε of the value clip around the old values (when
             ``config.clip_value_loss``), > 0.
     """
@@ -43,7 +44,7 @@ class MDPOHParams(ActorCriticHParams):
     value_clip: jax.Array
 
     BOUNDS: ClassVar = {
-        "horizon": (0.0, None, False, False),
+        "horizon": (1.0, None, True, False),
         "value_clip": (0.0, None, False, False),
     }
 
@@ -73,7 +74,7 @@ def make_mdpo_rule(
         return loss, {}
 
     def finish(k: jax.Array, old: Any, new: Any, batch: Batch) -> tuple[jax.Array, dict]:
-        kl = kl_divergence(actor.apply(new["actor"], batch.obs), batch.old_outputs).mean()
+        kl = mean_kl_after(actor, new, batch, reverse=True)
         return k + 1, {"kl": kl, "inv_step": mdpo_inverse_step(k, hparams.horizon)}
 
     adaptation = Adaptation(
@@ -85,7 +86,11 @@ def make_mdpo_rule(
 
 
 MDPO = Algorithm(
-    name="mdpo", hparams_cls=MDPOHParams, defaults=DEFAULTS, make_update_rule=make_mdpo_rule
+    name="mdpo",
+    hparams_cls=MDPOHParams,
+    defaults=DEFAULTS,
+    make_update_rule=make_mdpo_rule,
+    config_defaults={"update_epochs": 10, "num_minibatches": 1},
 )
 
 __all__ = ["MDPO", "MDPOHParams", "make_mdpo_rule"]

@@ -21,6 +21,7 @@ from .actor_critic import (
     ActorCriticHParams,
     PolicyInputs,
     make_actor_critic_loss,
+    mean_kl_after,
     record_old_outputs,
 )
 from .base import Algorithm, Batch, UpdateRule
@@ -33,7 +34,7 @@ class PPOKLHParams(ActorCriticHParams):
 
     Attributes:
         kl_target: d_targ, the KL each update aims at, > 0.
-        kl_coef_init: β at the first update, ≥ 0.
+        kl_coef_init: β at the first update, > 0 (β then stays in [1e-6, 1e6]).
     """
 
     kl_target: jax.Array
@@ -41,7 +42,7 @@ class PPOKLHParams(ActorCriticHParams):
 
     BOUNDS: ClassVar = {
         "kl_target": (0.0, None, False, False),
-        "kl_coef_init": (0.0, None, True, False),
+        "kl_coef_init": (0.0, None, False, False),
     }
 
 
@@ -56,11 +57,6 @@ DEFAULTS = {
     "kl_target": 0.01,
     "kl_coef_init": 1.0,
 }
-
-
-def mean_kl_after(actor: Actor, new_params: Any, batch: Batch) -> jax.Array:
-    """E_s[KL(π_old ‖ π_new)] over the batch (``batch.old_outputs`` holds π_old)."""
-    return kl_divergence(batch.old_outputs, actor.apply(new_params["actor"], batch.obs)).mean()
 
 
 def make_ppo_kl_rule(
@@ -90,4 +86,4 @@ PPO_KL = Algorithm(
     name="ppo_kl", hparams_cls=PPOKLHParams, defaults=DEFAULTS, make_update_rule=make_ppo_kl_rule
 )
 
-__all__ = ["PPOKLHParams", "PPO_KL", "make_ppo_kl_rule", "mean_kl_after"]
+__all__ = ["PPOKLHParams", "PPO_KL", "make_ppo_kl_rule"]

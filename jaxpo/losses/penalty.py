@@ -12,6 +12,10 @@ from jax.typing import ArrayLike
 
 from .surrogate import importance_surrogate
 
+#: β is kept in [BETA_MIN, BETA_MAX] so that endless doubling cannot reach inf (inf·0 = NaN
+#: at θ = θ_old) and endless halving cannot reach 0 (from which it could never grow back).
+BETA_MIN, BETA_MAX = 1e-6, 1e6
+
 
 def ppo_kl(
     log_prob: ArrayLike,
@@ -37,10 +41,11 @@ def adapt_kl_coef(beta: ArrayLike, kl: ArrayLike, target: ArrayLike) -> jax.Arra
     """β ← 2β if d > 1.5·d_targ, β/2 if d < d_targ/1.5, else β (d = measured mean KL).
 
     The lower test is evaluated as 1.5·d < d_targ (multiplications only), so eager and jitted
-    calls agree exactly at the boundaries.
+    calls agree exactly at the boundaries. The result is clipped to [BETA_MIN, BETA_MAX].
     """
     beta = jnp.asarray(beta)
-    return jnp.where(kl > 1.5 * target, 2.0 * beta, jnp.where(1.5 * kl < target, 0.5 * beta, beta))
+    new = jnp.where(kl > 1.5 * target, 2.0 * beta, jnp.where(1.5 * kl < target, 0.5 * beta, beta))
+    return jnp.clip(new, BETA_MIN, BETA_MAX)
 
 
 def mdpo(
