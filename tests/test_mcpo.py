@@ -9,6 +9,7 @@ tests share one sweep.
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -93,47 +94,40 @@ def rule_parts(module, make_rule, hparams, kind, config=RULE_CONFIG):
     return rule, seen["loss_fn"], seen["adaptation"]
 
 
-# Each jitted once per kind (and pytree structure), the hparams traced.
-@cheap_jit(static_argnums=0)
-def mcpo_init(kind, hp, params):
-    return rule_parts(mcpo_module, make_mcpo_rule, hp, kind)[0].init(params)
+class JittedRule(NamedTuple):
+    """A rule's pieces, each jitted once per kind (and pytree structure), hparams traced."""
+
+    init: Any
+    prepare: Any
+    loss: Any
+    update: Any
 
 
-@cheap_jit(static_argnums=0)
-def mcpo_prepare(kind, hp, params, algo_state, batch):
-    return rule_parts(mcpo_module, make_mcpo_rule, hp, kind)[2].prepare(params, algo_state, batch)
+def jitted_rule(module, make_rule):
+    def parts(kind, hp):
+        return rule_parts(module, make_rule, hp, kind)
+
+    @cheap_jit(static_argnums=0)
+    def init(kind, hp, params):
+        return parts(kind, hp)[0].init(params)
+
+    @cheap_jit(static_argnums=0)
+    def prepare(kind, hp, params, algo_state, batch):
+        return parts(kind, hp)[2].prepare(params, algo_state, batch)
+
+    @cheap_jit(static_argnums=0)
+    def loss(kind, hp, params, batch, algo_state):
+        return parts(kind, hp)[1](params, batch, algo_state)
+
+    @cheap_jit(static_argnums=0)
+    def update(kind, hp, params, state, batch, key):
+        return parts(kind, hp)[0].update(params, state, batch, key)
+
+    return JittedRule(init, prepare, loss, update)
 
 
-@cheap_jit(static_argnums=0)
-def mcpo_loss(kind, hp, params, batch, algo_state):
-    return rule_parts(mcpo_module, make_mcpo_rule, hp, kind)[1](params, batch, algo_state)
-
-
-@cheap_jit(static_argnums=0)
-def mcpo_update(kind, hp, params, state, batch, key):
-    return rule_parts(mcpo_module, make_mcpo_rule, hp, kind)[0].update(params, state, batch, key)
-
-
-@cheap_jit(static_argnums=0)
-def ppo_kl_init(kind, hp, params):
-    return rule_parts(ppo_kl_module, make_ppo_kl_rule, hp, kind)[0].init(params)
-
-
-@cheap_jit(static_argnums=0)
-def ppo_kl_prepare(kind, hp, params, beta, batch):
-    return rule_parts(ppo_kl_module, make_ppo_kl_rule, hp, kind)[2].prepare(params, beta, batch)
-
-
-@cheap_jit(static_argnums=0)
-def ppo_kl_loss(kind, hp, params, batch, beta):
-    return rule_parts(ppo_kl_module, make_ppo_kl_rule, hp, kind)[1](params, batch, beta)
-
-
-@cheap_jit(static_argnums=0)
-def ppo_kl_update(kind, hp, params, state, batch, key):
-    return rule_parts(ppo_kl_module, make_ppo_kl_rule, hp, kind)[0].update(
-        params, state, batch, key
-    )
+MCPO_RULE = jitted_rule(mcpo_module, make_mcpo_rule)
+PPO_KL_RULE = jitted_rule(ppo_kl_module, make_ppo_kl_rule)
 
 
 def log_prob_of(kind, actor_params, obs, action):
@@ -236,7 +230,7 @@ def test_prepare_with_a_memory_of_pi_old_records_pi_old_as_psi(kind):
     params = init_params(kind, seed=1)
     hp = mcpo_hparams(attention_lr=0.05)
     batch = make_batch(kind, params, seed=2)
-    state0 = mcpo_init(kind, hp, params)["algo"]
+    state0 = MCPO_RULE.init(kind, hp, params)["algo"]
     # init: slot 0 holds the initial params, the rest are empty
     np.testing.assert_array_equal(state0.filled, [True] + [False] * (N_SLOTS - 1))
     assert_tree_close(jax.tree.map(lambda m: m[0], state0.memory), params["actor"], rtol=0, atol=0)
@@ -248,7 +242,7 @@ def test_prepare_with_a_memory_of_pi_old_records_pi_old_as_psi(kind):
         ([False, True, False, True], [0, 4, 0, 1]),
     ]:
         memory = stacked(*[params["actor"]] * N_SLOTS)
-        state, prepared = mcpo_prepare(
+        state, prepared = MCPO_RULE.prepare(
             kind, hp, params, with_memory(state0, memory, filled, age), batch
         )
         w = np.asarray(state.weights)
@@ -271,8 +265,10 @@ def test_prepare_records_psi_of_the_weights_it_reports(kind):
     batch = make_batch(kind, params, seed=4)
     slots = [perturb(params["actor"], 10 + i, 0.3) for i in range(N_SLOTS)]
     filled = np.array([True, True, False, True])
-    state0 = with_memory(mcpo_init(kind, hp, params)["algo"], stacked(*slots), filled, [1, 3, 0, 2])
-    state, prepared = mcpo_prepare(kind, hp, params, state0, batch)
+    state0 = with_memory(
+        MCPO_RULE.init(kind, hp, params)["algo"], stacked(*slots), filled, [1, 3, 0, 2]
+    )
+    state, prepared = MCPO_RULE.prepare(kind, hp, params, state0, batch)
     w = np.asarray(state.weights)
     np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-6)
     assert w[2] == 0.0 and np.all(w[filled] > 0)
@@ -309,9 +305,9 @@ def virtual_case(kind, sign):
 def test_switching_beta_compares_the_gains(kind, sign):
     params, psi, batch, r = virtual_case(kind, sign)
     hp = mcpo_hparams(beta_high=0.9, beta_low=0.2, attention_lr=0.05)
-    state0 = mcpo_init(kind, hp, params)["algo"]
+    state0 = MCPO_RULE.init(kind, hp, params)["algo"]
     memory = stacked(*[psi] * N_SLOTS)
-    state, _ = mcpo_prepare(kind, hp, params, with_memory(state0, memory, [1, 1, 0, 1]), batch)
+    state, _ = MCPO_RULE.prepare(kind, hp, params, with_memory(state0, memory, [1, 1, 0, 1]), batch)
     adv = np.asarray(normalize(jnp.asarray(batch.advantages)), np.float64)
     want_gain = np.mean(r * adv)  # = ± std(r) > 0 here
     assert abs(want_gain) > 0.05 and abs(adv.mean()) < 1e-6
@@ -328,14 +324,14 @@ def test_switching_beta_when_psi_is_pi_old_is_a_tie(kind):
     params = init_params(kind, seed=8)
     batch = make_batch(kind, params, seed=9)
     hp = mcpo_hparams(beta_high=0.9, beta_low=0.2)
-    state0 = mcpo_init(kind, hp, params)["algo"]
-    state, prepared = mcpo_prepare(kind, hp, params, state0, batch)
+    state0 = MCPO_RULE.init(kind, hp, params)["algo"]
+    state, prepared = MCPO_RULE.prepare(kind, hp, params, state0, batch)
     adv = np.asarray(normalize(jnp.asarray(batch.advantages)))
     np.testing.assert_allclose(state.virtual_gain, adv.mean(), atol=1e-6)
     assert float(state.beta) in (np.float32(0.9), np.float32(0.2))
     theta = {**params, "actor": perturb(params["actor"], 1, 0.3)}
     losses = [
-        float(mcpo_loss(kind, hp, theta, prepared, state._replace(beta=jnp.float32(b)))[0])
+        float(MCPO_RULE.loss(kind, hp, theta, prepared, state._replace(beta=jnp.float32(b)))[0])
         for b in (0.0, 0.5, 1.0)
     ]
     np.testing.assert_allclose(losses, losses[0], rtol=1e-6)
@@ -358,11 +354,11 @@ def test_attention_step_raises_the_virtual_gain(kind):
     states = {}
     for lr in (0.0, 0.05):
         hp = mcpo_hparams(attention_lr=lr)
-        state0 = with_memory(mcpo_init(kind, hp, params)["algo"], memory, filled)
-        states[lr], _ = mcpo_prepare(kind, hp, params, state0, batch)
+        state0 = with_memory(MCPO_RULE.init(kind, hp, params)["algo"], memory, filled)
+        states[lr], _ = MCPO_RULE.prepare(kind, hp, params, state0, batch)
     frozen, trained = states[0.0], states[0.05]
     assert_tree_close(
-        frozen.attention, mcpo_init(kind, hp, params)["algo"].attention, rtol=0, atol=0
+        frozen.attention, MCPO_RULE.init(kind, hp, params)["algo"].attention, rtol=0, atol=0
     )
     assert float(trained.virtual_gain) > float(frozen.virtual_gain) + 1e-4
     assert float(trained.weights[0]) > float(frozen.weights[0])
@@ -426,24 +422,24 @@ def test_mcpo_rule_loss_with_beta_one_is_ppo_kl_rule_loss(kind):
     params, theta, memory, batch = reduction_case(kind)
     c = 0.7
     hp = mcpo_hparams(beta_high=1.0, beta_low=1.0, kl_coef=c)
-    state0 = with_memory(mcpo_init(kind, hp, params)["algo"], memory, [1, 1, 1, 0])
-    state, prepared = mcpo_prepare(kind, hp, params, state0, batch)
+    state0 = with_memory(MCPO_RULE.init(kind, hp, params)["algo"], memory, [1, 1, 1, 0])
+    state, prepared = MCPO_RULE.prepare(kind, hp, params, state0, batch)
     assert float(state.beta) == 1.0
     hp_kl = ppo_kl_hparams(kl_coef_init=c)
-    beta = ppo_kl_init(kind, hp_kl, params)["algo"]
+    beta = PPO_KL_RULE.init(kind, hp_kl, params)["algo"]
     assert float(beta) == np.float32(c)
-    _, prepared_kl = ppo_kl_prepare(kind, hp_kl, params, beta, batch)
+    _, prepared_kl = PPO_KL_RULE.prepare(kind, hp_kl, params, beta, batch)
     assert_tree_close(prepared.old_outputs, prepared_kl.old_outputs, rtol=0, atol=0)
 
-    loss, metrics = mcpo_loss(kind, hp, theta, prepared, state)
-    want, want_metrics = ppo_kl_loss(kind, hp_kl, theta, prepared_kl, beta)
+    loss, metrics = MCPO_RULE.loss(kind, hp, theta, prepared, state)
+    want, want_metrics = PPO_KL_RULE.loss(kind, hp_kl, theta, prepared_kl, beta)
     np.testing.assert_allclose(loss, want, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(metrics["policy_loss"], want_metrics["policy_loss"], rtol=1e-6)
     # and the terms are live: β < 1, or another c, changes MCPO's loss
     half = state._replace(beta=jnp.float32(0.5))
-    assert abs(float(mcpo_loss(kind, hp, theta, prepared, half)[0]) - float(want)) > 1e-4
+    assert abs(float(MCPO_RULE.loss(kind, hp, theta, prepared, half)[0]) - float(want)) > 1e-4
     other_c = hp.set(kl_coef=2 * c)
-    assert abs(float(mcpo_loss(kind, other_c, theta, prepared, state)[0]) - float(want)) > 1e-4
+    assert abs(float(MCPO_RULE.loss(kind, other_c, theta, prepared, state)[0]) - float(want)) > 1e-4
 
 
 @pytest.mark.parametrize("kind", ["categorical"])  # one kind: each compiles two updates
@@ -454,12 +450,12 @@ def test_mcpo_update_with_beta_one_is_ppo_kl_update(kind):
     hp = mcpo_hparams(beta_high=1.0, beta_low=1.0, kl_coef=c, learning_rate=lr)
     hp_kl = ppo_kl_hparams(kl_coef_init=c, learning_rate=lr)
     key = jax.random.key(3)
-    state = mcpo_init(kind, hp, params)
+    state = MCPO_RULE.init(kind, hp, params)
     state = {**state, "algo": with_memory(state["algo"], memory, [1, 1, 1, 0])}
-    state_kl = ppo_kl_init(kind, hp_kl, params)
+    state_kl = PPO_KL_RULE.init(kind, hp_kl, params)
     assert_tree_close(state["opt"], state_kl["opt"], rtol=0, atol=0)
-    new, new_state, metrics = mcpo_update(kind, hp, params, state, batch, key)
-    new_kl, new_state_kl, metrics_kl = ppo_kl_update(kind, hp_kl, params, state_kl, batch, key)
+    new, new_state, metrics = MCPO_RULE.update(kind, hp, params, state, batch, key)
+    new_kl, new_state_kl, metrics_kl = PPO_KL_RULE.update(kind, hp_kl, params, state_kl, batch, key)
     assert float(metrics["beta"]) == 1.0 and float(metrics_kl["beta"]) == np.float32(c)
     assert_tree_close(new, new_kl, rtol=1e-5, atol=1e-6)
     assert_tree_close(new_state["opt"], new_state_kl["opt"], rtol=1e-5, atol=1e-6)

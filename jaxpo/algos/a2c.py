@@ -14,19 +14,16 @@ import jax
 from ..config import Config
 from ..losses.policy_gradient import policy_gradient
 from ..networks import Actor, Critic
-from .actor_critic import ActorCriticHParams, PolicyInputs, make_actor_critic_loss
+from .actor_critic import (
+    ACTOR_CRITIC_DEFAULTS,
+    ActorCriticHParams,
+    PolicyInputs,
+    make_actor_critic_loss,
+)
 from .base import Algorithm, UpdateRule
 from .first_order import make_first_order_rule
 
-DEFAULTS = {
-    "learning_rate": 7e-4,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "ent_coef": 0.01,
-    "vf_coef": 0.5,
-}
+DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "learning_rate": 7e-4}
 
 
 def make_a2c_rule(

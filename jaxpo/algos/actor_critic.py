@@ -1,4 +1,4 @@
-"""The loss shared by the first-order actor-critic family (PPO, PPO-KL, A2C, MDPO).
+"""The loss shared by the first-order actor-critic family (PPO, PPO-KL, A2C, MDPO, MCPO).
 
 L = mean(policy term) + c_v·value_loss − c_e·H on a minibatch; each algorithm supplies only
 its per-sample policy term (from :mod:`jaxpo.losses`) and any metrics of its own.
@@ -20,6 +20,17 @@ from ..losses.value import value_loss
 from ..networks import Actor, Critic, distribution
 from .base import Batch
 from .first_order import LossFn
+
+#: Defaults every first-order actor-critic algorithm starts from (each overrides some).
+ACTOR_CRITIC_DEFAULTS = {
+    "learning_rate": 2.5e-4,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "max_grad_norm": 0.5,
+    "reward_scale": 1.0,
+    "ent_coef": 0.01,
+    "vf_coef": 0.5,
+}
 
 
 @struct.dataclass

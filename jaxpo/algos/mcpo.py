@@ -46,6 +46,7 @@ from ..losses.kl import kl_divergence
 from ..losses.penalty import mcpo
 from ..networks import Actor, Critic, distribution
 from .actor_critic import (
+    ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
     make_actor_critic_loss,
@@ -90,13 +91,7 @@ class MCPOHParams(ActorCriticHParams):
 
 
 DEFAULTS = {
-    "learning_rate": 2.5e-4,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "ent_coef": 0.01,
-    "vf_coef": 0.5,
+    **ACTOR_CRITIC_DEFAULTS,
     "kl_coef": 1.0,
     "beta_high": 1.0,
     "beta_low": 0.5,

@@ -20,6 +20,7 @@ from ..losses.kl import kl_divergence
 from ..losses.penalty import mdpo, mdpo_inverse_step
 from ..networks import Actor, Critic
 from .actor_critic import (
+    ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
     make_actor_critic_loss,
@@ -50,13 +51,9 @@ class MDPOHParams(ActorCriticHParams):
 
 
 DEFAULTS = {
+    **ACTOR_CRITIC_DEFAULTS,
     "learning_rate": 3e-4,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
     "ent_coef": 0.0,
-    "vf_coef": 0.5,
     "horizon": 5000.0,
     "value_clip": 0.2,
 }

@@ -11,7 +11,12 @@ from ..config import Config
 from ..losses import health
 from ..losses.ppo import ppo_clip
 from ..networks import Actor, Critic
-from .actor_critic import ActorCriticHParams, PolicyInputs, make_actor_critic_loss
+from .actor_critic import (
+    ACTOR_CRITIC_DEFAULTS,
+    ActorCriticHParams,
+    PolicyInputs,
+    make_actor_critic_loss,
+)
 from .base import Algorithm, UpdateRule
 from .first_order import make_first_order_rule
 
@@ -29,16 +34,7 @@ class PPOHParams(ActorCriticHParams):
     BOUNDS: ClassVar = {"clip_eps": (0.0, None, False, False)}
 
 
-DEFAULTS = {
-    "learning_rate": 2.5e-4,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "clip_eps": 0.2,
-    "ent_coef": 0.01,
-    "vf_coef": 0.5,
-}
+DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "clip_eps": 0.2}
 
 
 def make_ppo_rule(config: Config, hparams: PPOHParams, actor: Actor, critic: Critic) -> UpdateRule:

@@ -18,6 +18,7 @@ from ..losses.kl import kl_divergence
 from ..losses.penalty import adapt_kl_coef, ppo_kl
 from ..networks import Actor, Critic
 from .actor_critic import (
+    ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
     make_actor_critic_loss,
@@ -46,17 +47,7 @@ class PPOKLHParams(ActorCriticHParams):
     }
 
 
-DEFAULTS = {
-    "learning_rate": 2.5e-4,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "ent_coef": 0.01,
-    "vf_coef": 0.5,
-    "kl_target": 0.01,
-    "kl_coef_init": 1.0,
-}
+DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "kl_target": 0.01, "kl_coef_init": 1.0}
 
 
 def make_ppo_kl_rule(
