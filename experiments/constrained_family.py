@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -80,10 +81,20 @@ def run_cell(config: jaxpo.Config, hparams: jaxpo.HParams, seeds: int) -> dict:
     return {"steps": steps.tolist(), "returns": returns.tolist(), "seconds": seconds}
 
 
-def summarise(cells: dict, algos: list[str], envs: list[str], seeds: int) -> list[str]:
+def summarise(cells: dict, algos: list[str], envs: list[str]) -> list[str]:
     """The markdown table, one row per algorithm and one column per env."""
     rng = np.random.default_rng(0)
-    head = "| algorithm | " + " | ".join(f"{e} ({BUDGETS[e]:,} steps)" for e in envs) + " |"
+
+    def budget(env: str) -> str:
+        """The budgets the env's cells ran with (each cell's config is in its setup)."""
+        totals = {
+            int(re.search(r"total_timesteps=(\d+)", cells[key]["setup"]).group(1))
+            for key in (f"{a}|{env}" for a in algos)
+            if key in cells
+        }
+        return " / ".join(f"{t:,}" for t in sorted(totals))
+
+    head = "| algorithm | " + " | ".join(f"{e} ({budget(e)} steps)" for e in envs) + " |"
     lines = [head, "|---" * (len(envs) + 1) + "|"]
     for algo in algos:
         row = [algo]
@@ -165,12 +176,14 @@ def main() -> None:
             command += f" {flag} {value}"
     algos = [a for a in ALGOS if any(f"{a}|{e}" in cells for e in BUDGETS)]
     envs = [e for e in BUDGETS if any(f"{a}|{e}" in cells for a in ALGOS)]
+    seeds = sorted({cell["seeds"] for cell in cells.values()})
     table = [
-        f"Final return (IQM over {args.seeds} seeds, [95% bootstrap interval]); a seed's final "
+        f"Final return (IQM over {'/'.join(map(str, seeds))} seeds, [95% bootstrap interval]); "
+        "a seed's final "
         f"return is the mean over its last {LAST} updates. Each algorithm runs its "
         "`jaxpo.presets` entry for the env (its defaults where there is none).",
         "",
-        *summarise(cells, algos, envs, args.seeds),
+        *summarise(cells, algos, envs),
         "",
         f"Command: `{command}`; curves in `constrained_family.png`.",
     ]

@@ -74,6 +74,8 @@ def test_algorithm_state_metrics(runs):
     [
         ("ppo_kl", "kl_target", 0.0),
         ("ppo_kl", "kl_coef_init", 0.0),
+        ("ppo_kl", "kl_coef_init", 1e-9),
+        ("ppo_kl", "kl_coef_init", 1e7),
         ("mdpo", "horizon", 0.5),
         ("mdpo", "value_clip", math.nan),
         ("a2c", "ent_coef", -0.1),
@@ -102,6 +104,16 @@ def test_cli_trains(algo, tmp_path, capsys):
     + [("mdpo", "gymnax:Pendulum-v1"), ("mcpo", "gymnax:Pendulum-v1")],
 )
 def test_presets_exist(algo, env_id):
+    """Every tuned pair is in the table (``get`` would fall back to defaults otherwise)."""
     assert (algo, env_id) in presets.PRESETS
     config, hp = presets.get(algo, env_id)
     assert config.algo == algo and isinstance(hp, type(default_hparams(config)))
+
+
+@pytest.mark.parametrize(("algo", "epochs"), [("a2c", 1), ("mdpo", 10)])
+def test_method_defining_config_applies_without_a_preset(algo, epochs):
+    assert (algo, "gymnax:Acrobot-v1") not in presets.PRESETS
+    config, _ = presets.get(algo, "gymnax:Acrobot-v1")
+    assert (config.update_epochs, config.num_minibatches) == (epochs, 1)
+    config, _ = presets.get("ppo", "gymnax:Acrobot-v1")  # not for other algorithms
+    assert (config.update_epochs, config.num_minibatches) == (4, 4)

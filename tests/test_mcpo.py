@@ -552,20 +552,42 @@ def test_write_slot():
 def test_write_slot_replacing_the_closest():
     memory, params = write_case()
     cases = [
-        # filled, age, closeness, written slot
+        # filled, age, distance, written slot
         ([1, 1, 1, 1], [2, 7, 5, 1], [0.3, 0.2, 0.01, 0.5], 2),  # not the oldest (1)
         ([1, 1, 1, 1], [0, 0, 0, 0], [0.3, 0.2, 0.2, 0.5], 1),  # ties: the first closest
-        ([1, 1, 0, 1], [2, 7, 0, 1], [0.3, 0.2, 0.0, 0.5], 2),  # an empty slot comes first
+        ([1, 1, 0, 1], [2, 7, 0, 1], [0.3, 0.2, 0.9, 0.5], 2),  # an empty slot comes first
     ]
-    for filled, age, closeness, slot in cases:
+    for filled, age, distance, slot in cases:
         filled = jnp.asarray(filled, bool)
         new_memory, new_filled, _ = write_slot(
             memory, filled, jnp.asarray(age, jnp.float32), params, jnp.bool_(True),
-            jnp.asarray(closeness, jnp.float32),
+            jnp.asarray(distance, jnp.float32),
         )  # fmt: skip
         assert float(new_memory["b"][slot]) == -2.0
         assert (np.asarray(new_memory["b"]) == -2.0).sum() == 1
         assert bool(new_filled.all())
+
+
+@pytest.mark.parametrize(("replace", "slot"), [("oldest", 0), ("closest", 1)])
+def test_finish_writes_pi_old_into_the_slot_memory_replace_picks(replace, slot):
+    """A full memory: slot 0 is the oldest, slot 1 the closest to π_old; ``finish`` writes
+    π_old (the pre-update parameters) there and leaves the other slots alone."""
+    kind = "categorical"
+    params = init_params(kind, seed=3)
+    new = {**params, "actor": perturb(params["actor"], 4, 0.1)}
+    batch = make_batch(kind, params, seed=5)
+    memory = stacked(*(perturb(params["actor"], 20 + i, 0.3) for i in range(N_SLOTS)))
+    config = RULE_CONFIG.replace(memory_replace=replace)
+    rule, _, adaptation = rule_parts(mcpo_module, make_mcpo_rule, mcpo_hparams(), kind, config)
+    state = with_memory(rule.init(params)["algo"], memory, [True] * N_SLOTS, [5, 1, 2, 3])
+    state, prepared = adaptation.prepare(params, state, batch)
+    state = state._replace(slot_kl=jnp.array([0.3, 0.05, 0.2, 0.4]))  # all above 0.01
+    state, metrics = adaptation.finish(state, params, new, prepared)
+    assert float(metrics["memory_write"]) == 1.0
+    for i in range(N_SLOTS):
+        want = params["actor"] if i == slot else jax.tree.map(lambda m, i=i: m[i], memory)
+        assert_tree_close(jax.tree.map(lambda m, i=i: m[i], state.memory), want, rtol=0, atol=0)
+    np.testing.assert_array_equal(state.age, np.where(np.arange(N_SLOTS) == slot, 0, [6, 2, 3, 4]))
 
 
 # --------------------------------------------------------------------------- training runs

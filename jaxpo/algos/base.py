@@ -8,7 +8,8 @@ composes it with rollouts and advantage estimation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -81,4 +82,4 @@ class Algorithm(NamedTuple):
     make_update_rule: MakeUpdateRule
     discrete: bool = True
     continuous: bool = True
-    config_defaults: dict[str, Any] = {}
+    config_defaults: Mapping[str, Any] = MappingProxyType({})

@@ -166,14 +166,14 @@ def write_slot(
     age: jax.Array,
     params: Any,
     write: jax.Array,
-    closeness: jax.Array | None = None,
+    distance: jax.Array | None = None,
 ) -> tuple[Any, jax.Array, jax.Array]:
     """Writes ``params`` into a slot when ``write``; ages the other filled slots by one.
 
-    The slot is an empty one if any, else the oldest, or, given ``closeness`` ``[N]`` (e.g.
-    each slot's KL to ``params``), the filled slot with the smallest closeness.
+    The slot is an empty one if any, else the oldest, or, given ``distance`` ``[N]`` (e.g.
+    each slot's KL from ``params``), the closest filled slot.
     """
-    rank = age if closeness is None else -closeness
+    rank = age if distance is None else -distance
     slot = jnp.argmax(jnp.where(filled, rank, jnp.inf))
     hit = write & (jnp.arange(filled.shape[0]) == slot)
     memory = jax.tree.map(
@@ -277,9 +277,9 @@ def make_mcpo_rule(
     def finish(state: MCPOState, old: Any, new: Any, batch: Batch) -> tuple[MCPOState, dict]:
         outputs = actor.apply(new["actor"], batch.obs)
         write = should_write(state.slot_kl, state.filled, hparams.write_threshold)
-        closeness = state.slot_kl if config.memory_replace == "closest" else None
+        distance = state.slot_kl if config.memory_replace == "closest" else None
         memory, filled, age = write_slot(
-            state.memory, state.filled, state.age, old["actor"], write, closeness
+            state.memory, state.filled, state.age, old["actor"], write, distance
         )
         w = state.weights
         metrics = {

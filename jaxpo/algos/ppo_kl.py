@@ -15,7 +15,7 @@ from flax import struct
 
 from ..config import Config
 from ..losses.kl import kl_divergence
-from ..losses.penalty import adapt_kl_coef, ppo_kl
+from ..losses.penalty import BETA_MAX, BETA_MIN, adapt_kl_coef, ppo_kl
 from ..networks import Actor, Critic
 from .actor_critic import (
     ACTOR_CRITIC_DEFAULTS,
@@ -35,7 +35,7 @@ class PPOKLHParams(ActorCriticHParams):
 
     Attributes:
         kl_target: d_targ, the KL each update aims at, > 0.
-        kl_coef_init: β at the first update, > 0 (β then stays in [1e-6, 1e6]).
+        kl_coef_init: β at the first update, in [1e-6, 1e6] (the range β stays in).
     """
 
     kl_target: jax.Array
@@ -43,7 +43,7 @@ class PPOKLHParams(ActorCriticHParams):
 
     BOUNDS: ClassVar = {
         "kl_target": (0.0, None, False, False),
-        "kl_coef_init": (0.0, None, False, False),
+        "kl_coef_init": (BETA_MIN, BETA_MAX, True, True),
     }
 
 
