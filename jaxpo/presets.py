@@ -38,6 +38,11 @@ MDPO_CLASSIC = dict(
     num_envs=8, num_steps=128, total_timesteps=1_000_000, update_epochs=10, num_minibatches=1
 )
 
+#: PPO-KL and MCPO on Pendulum: 10 epochs × 16 minibatches of 16 × 256 steps, no annealing.
+PENALTY_PENDULUM = dict(
+    TRUST_REGION_PENDULUM, update_epochs=10, num_minibatches=16, total_timesteps=2_000_000
+)
+
 #: (algo, env_id) -> (config overrides, hparam overrides). The PPO CartPole/Acrobot/MinAtar
 #: entries follow PureJaxRL's classic settings; continuous-control entries use larger batches,
 #: observation normalisation and reward scaling.
@@ -109,9 +114,11 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
     ),
     ("mcpo", "gymnax:CartPole-v1"): (CLASSIC, dict(learning_rate=2e-3, kl_coef=3.0)),
     ("mcpo", "gymnax:Pendulum-v1"): (
-        dict(
-            TRUST_REGION_PENDULUM, update_epochs=10, num_minibatches=16, total_timesteps=2_000_000
-        ),
+        PENALTY_PENDULUM,
+        dict(PENDULUM, learning_rate=1e-3, ent_coef=0.0),
+    ),
+    ("ppo_kl", "gymnax:Pendulum-v1"): (
+        PENALTY_PENDULUM,
         dict(PENDULUM, learning_rate=1e-3, ent_coef=0.0),
     ),
 }
