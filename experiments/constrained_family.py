@@ -5,7 +5,8 @@ exists) with ``total_timesteps`` set to the env's budget, 8 seeds in one vmapped
 final return of a seed is the mean over its last ``LAST`` updates of the mean return of the
 episodes finished in each update. The table gives the interquartile mean (IQM: mean of the
 middle 50% of seeds) with a 95% percentile-bootstrap interval over seeds; the plots give the
-mean over seeds with a shaded 95% bootstrap interval of that mean.
+mean over seeds with a shaded 95% bootstrap interval of that mean, from the first update by
+which every seed has finished an episode.
 
 Writes ``experiments/results/constrained_family.{md,png,json}``. Finished cells are kept in
 the JSON with the config and hparams they ran, so an interrupted run resumes where it stopped
@@ -75,7 +76,7 @@ def run_cell(config: jaxpo.Config, hparams: jaxpo.HParams, seeds: int) -> dict:
     """Trains ``config`` on ``seeds`` seeds; returns env steps, returns ``[S, U]`` and time."""
     start = time.perf_counter()
     result = jaxpo.sweep.run(config, hparams, seeds=seeds)
-    returns = np.round(np.asarray(result.metrics["episode_return"])[0], 2)
+    returns = np.round(np.asarray(result.metrics["episode_return"])[0], 1)
     seconds = time.perf_counter() - start
     steps = (np.arange(config.num_updates) + 1) * config.batch_size
     return {"steps": steps.tolist(), "returns": returns.tolist(), "seconds": seconds}
@@ -120,6 +121,9 @@ def plot(cells: dict, algos: list[str], envs: list[str], path: Path) -> None:
             if cell is None:
                 continue
             steps, returns = np.asarray(cell["steps"]), np.asarray(cell["returns"])
+            # before a seed's first finished episode its return is the initial 0: skip those
+            start = int(np.argmax(np.all(np.maximum.accumulate(returns != 0.0, axis=1), axis=0)))
+            steps, returns = steps[start:], returns[:, start:]
             low, high = bootstrap(returns, np.mean, rng)
             ax.plot(steps, returns.mean(axis=0), label=algo, lw=1.2)
             ax.fill_between(steps, low, high, alpha=0.2)
@@ -162,7 +166,7 @@ def main() -> None:
                 continue
             cell = run_cell(config, hparams, args.seeds)
             cells[key] = dict(cell, setup=setup, seeds=args.seeds)
-            store.write_text(json.dumps(cells))
+            store.write_text(json.dumps(cells, separators=(",", ":")))
             final = np.asarray(cell["returns"])[:, -LAST:].mean(axis=1)
             print(
                 f"{algo:7s} {env:24s} IQM {iqm(final):8.1f}  ({cell['seconds']:.0f} s)",
