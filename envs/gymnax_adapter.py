@@ -3,6 +3,11 @@
 gymnax 1.x already keeps termination and truncation apart and auto-resets, reporting the
 pre-reset observation as ``info["final_observation"]``; the adapter renames, casts
 observations to float32 and makes rewards scalars.
+
+gymnax is imported when the first environment is made, not with this module: importing it
+builds arrays, which starts JAX's backends, and host-device counts and
+``jax.distributed.initialize`` (``jaxpo sweep --host-devices``/``--coordinator``) must come
+before that.
 """
 
 from __future__ import annotations
@@ -10,16 +15,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments import spaces as gspaces
 
 from .core import Box, Discrete, Environment, TimeStep, box, first_timestep
 
 
 def _action_space(space: Any) -> Discrete | Box:
+    from gymnax.environments import spaces as gspaces
+
     if isinstance(space, gspaces.Discrete):
         return Discrete(int(space.n))
     if isinstance(space, gspaces.Box):
@@ -32,6 +37,8 @@ class GymnaxEnv(Environment):
     """A registered gymnax environment, e.g. ``GymnaxEnv("CartPole-v1")``."""
 
     def __init__(self, name: str):
+        import gymnax
+
         if name not in gymnax.registered_envs:
             raise ValueError(
                 f"unknown gymnax environment {name!r}; registered: {gymnax.registered_envs}"

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxpo  # noqa: E402
+from jaxpo.sweep_table import bootstrap_interval, draw_mean_band  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 ALGOS = ("ppo", "ppo_kl", "a2c", "mdpo", "mcpo", "trpo", "npg")
@@ -42,7 +43,6 @@ BUDGETS = {
     "brax:inverted_pendulum": 500_000,
 }
 LAST = 10
-RESAMPLES = 5000
 
 
 def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -51,17 +51,6 @@ def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
     n = x.shape[axis]
     cut = n // 4
     return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
-
-
-def bootstrap(x: np.ndarray, stat, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """95% percentile-bootstrap interval of ``stat`` over the seeds (axis 0) of ``x [S, ...]``.
-
-    Returns:
-        (lower, upper), each of shape ``x.shape[1:]``.
-    """
-    idx = rng.integers(0, x.shape[0], size=(RESAMPLES, x.shape[0]))
-    stats = stat(x[idx], axis=1)  # [RESAMPLES, ...]
-    return np.percentile(stats, 2.5, axis=0), np.percentile(stats, 97.5, axis=0)
 
 
 def cell_setup(algo: str, env_id: str, total: int) -> tuple[jaxpo.Config, jaxpo.HParams, str]:
@@ -105,7 +94,7 @@ def summarise(cells: dict, algos: list[str], envs: list[str]) -> list[str]:
                 row.append("—")
                 continue
             final = np.asarray(cell["returns"])[:, -LAST:].mean(axis=1)
-            low, high = bootstrap(final, iqm, rng)
+            low, high = bootstrap_interval(final, iqm, rng)
             row.append(f"{iqm(final):.1f} [{low:.1f}, {high:.1f}]")
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -123,10 +112,7 @@ def plot(cells: dict, algos: list[str], envs: list[str], path: Path) -> None:
             steps, returns = np.asarray(cell["steps"]), np.asarray(cell["returns"])
             # before a seed's first finished episode its return is the initial 0: skip those
             start = int(np.argmax(np.all(np.maximum.accumulate(returns != 0.0, axis=1), axis=0)))
-            steps, returns = steps[start:], returns[:, start:]
-            low, high = bootstrap(returns, np.mean, rng)
-            ax.plot(steps, returns.mean(axis=0), label=algo, lw=1.2)
-            ax.fill_between(steps, low, high, alpha=0.2)
+            draw_mean_band(ax, steps[start:], returns[:, start:], algo, rng)
         ax.set_title(env)
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)

@@ -1,10 +1,12 @@
 """jaxpo: policy-optimisation RL compiled end to end in JAX.
 
 ``make_train(config)`` returns a pure ``train(key, hparams)``; ``presets.get`` gives a
-(config, hparams) pair; ``sweep`` vmaps ``train`` over seeds and hyperparameters.
+(config, hparams) pair; ``sweep`` vmaps ``train`` over seeds and hyperparameters (sharded
+over devices, in chunks); ``sweep_table`` turns a sweep's result into a table, a ranking
+and learning curves.
 """
 
-from . import envs, presets, progress, sweep
+from . import envs, presets, progress, sweep, sweep_table
 from .algos import ALGORITHMS
 from .config import Config
 from .hparams import HParams
@@ -25,4 +27,5 @@ __all__ = [
     "presets",
     "progress",
     "sweep",
+    "sweep_table",
 ]

@@ -1,8 +1,11 @@
 """Sweeps: many agents (hparam members × seeds) in one compiled program.
 
-``grid`` and ``random`` turn one ``HParams`` into a batched one whose scalar leaves have a
-leading member axis ``[M]``; ``run`` vmaps ``train`` over members and seeds and jits it once.
-Only traced hparams can be swept; static config fields are refused with a clear error.
+``grid``, ``random`` and ``points`` turn one ``HParams`` into a batched one whose scalar leaves
+have a leading member axis ``[M]``. ``run`` flattens members × seeds into ``M * S`` agents and
+trains them with ``vmap(train)`` in one compiled program, sharded over every device (of every
+process after ``jax.distributed.initialize``) and, optionally, in chunks of a fixed size run
+one after another through the same program. Only traced hparams can be swept: a static config
+field (a shape or a loop count) is refused with a clear error rather than compiled per value.
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ import dataclasses
 import functools
 import itertools
 import math
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .config import Config, field_names
 from .hparams import HParams, scalar_names, validate_hparams
@@ -31,8 +38,9 @@ class SweepResult(NamedTuple):
     Attributes:
         hparams: the batched hparams, scalar leaves ``[M]``.
         seeds: the integer seeds, ``[S]``.
-        metrics: flat dict of ``[M, S, num_updates]`` arrays.
-        state: the final runner states, leaves ``[M, S, ...]``.
+        metrics: flat dict of ``[M, S, num_updates]`` NumPy arrays.
+        state: the final runner states, NumPy leaves ``[M, S, ...]`` (PRNG keys as their
+            key data), or ``None`` when ``run`` was asked not to keep them.
     """
 
     hparams: HParams
@@ -162,21 +170,237 @@ def random(hparams: HParams, key: jax.Array, num: int, **dists: Any) -> HParams:
     return batched
 
 
+def points(hparams: HParams, members: Sequence[Mapping[str, float]]) -> HParams:
+    """An explicit list of members, one per mapping; names a mapping omits keep ``hparams``.
+
+    Example: ``points(hp, [{"learning_rate": 1e-3}, {"learning_rate": 3e-4, "clip_eps": 0.1}])``
+    has 2 members.
+    """
+    if len(members) == 0:
+        raise ValueError("points needs at least one member (a mapping of hparam values)")
+    names = list(dict.fromkeys(name for member in members for name in member))
+    _check_names(hparams, names)
+    columns = {
+        name: [float(member.get(name, getattr(hparams, name))) for member in members]
+        for name in names
+    }
+    batched = stack(hparams, columns, len(members))
+    validate_hparams(batched)
+    return batched
+
+
 def concat(*batches: HParams) -> HParams:
     """Joins batched hparams along the member axis (an explicit list of members)."""
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *batches)
 
 
-@functools.lru_cache(maxsize=8)
-def make_sweep_fn(config: Config, progress: ProgressHook | None = None) -> Any:
-    """``f(keys [S], hparams [M]) -> TrainResult [M, S, ...]``, jitted.
+#: name of the mesh axis the flattened (member, seed) agents are laid out over.
+AXIS = "agents"
 
-    Cached on ``(config, progress)``: repeated sweeps with the same static config and hook
-    reuse one compiled program (a new hparam batch of the same shape does not recompile).
+
+class SweepPlan(NamedTuple):
+    """How a sweep's agents are laid out over devices and compiled calls.
+
+    Attributes:
+        num_members: hparam members ``M``.
+        num_seeds: seeds ``S``.
+        num_agents: ``M * S``, one ``train`` each.
+        num_devices: devices of the mesh (all processes together).
+        chunk_size: agents per compiled call, a multiple of ``num_devices``.
+        num_chunks: compiled calls, run one after another; the last one is padded with
+            copies of agent 0 to ``chunk_size``.
+        total_updates: ``num_chunks * config.num_updates``, what a progress display counts.
     """
-    train = make_train(config, progress)
-    over_seeds = jax.vmap(train, in_axes=(0, None))
-    return jax.jit(jax.vmap(over_seeds, in_axes=(None, 0)))
+
+    num_members: int
+    num_seeds: int
+    num_agents: int
+    num_devices: int
+    chunk_size: int
+    num_chunks: int
+    total_updates: int
+
+
+def seed_array(seeds: int | Sequence[int]) -> np.ndarray:
+    """Seeds ``0..N-1`` for a count ``N``, else the given integer seeds, ``[S]``."""
+    seed_list = np.arange(seeds) if isinstance(seeds, int | np.integer) else np.asarray(list(seeds))
+    if seed_list.size == 0:
+        raise ValueError("seeds must name at least one seed")
+    if not np.issubdtype(seed_list.dtype, np.integer) or seed_list.min() < 0:
+        raise ValueError(f"seeds must be non-negative integers, got {seed_list.tolist()}")
+    return seed_list
+
+
+def plan(
+    config: Config,
+    hparams: HParams,
+    seeds: int | Sequence[int] = 1,
+    chunk_size: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> SweepPlan:
+    """Lays ``num_members(hparams) * len(seeds)`` agents over ``devices`` and chunks.
+
+    Args:
+        config: the static configuration (for the number of updates).
+        hparams: batched or unbatched hparams.
+        seeds: a count or explicit seeds, as for :func:`run`.
+        chunk_size: agents per compiled call; ``None`` runs all agents in one call. It must
+            be a multiple of the number of devices, so every device gets an equal share.
+        devices: the devices to shard over; all devices of all processes by default.
+
+    Raises:
+        ValueError: a chunk size that is not a positive multiple of the device count.
+    """
+    num_devices = len(devices) if devices is not None else jax.device_count()
+    members, num_seeds = num_members(hparams), len(seed_array(seeds))
+    agents = members * num_seeds
+    whole = -(-agents // num_devices) * num_devices
+    if chunk_size is not None:
+        if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        if chunk_size % num_devices:
+            raise ValueError(
+                f"chunk_size {chunk_size} must be a multiple of the {num_devices} devices "
+                "the agents are sharded over"
+            )
+    chunk = whole if chunk_size is None else min(int(chunk_size), whole)
+    chunks = -(-agents // chunk)
+    return SweepPlan(
+        members, num_seeds, agents, num_devices, chunk, chunks, chunks * config.num_updates
+    )
+
+
+def use_host_devices(count: int | None = None) -> bool:
+    """Splits the CPU into ``count`` JAX devices (default: one per core).
+
+    XLA:CPU runs one small program on about one core; a sweep sharded over one host device
+    per core uses them all (see ``benchmarks/sweep_scaling.py``). Accelerators are
+    unaffected. It only works before JAX has run anything, and it leaves an explicit
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` alone.
+
+    Returns:
+        Whether the setting was applied (``False`` once JAX's backends are running).
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return False
+    count = (os.cpu_count() or 1) if count is None else count
+    if count < 1:
+        raise ValueError(f"host device count must be >= 1, got {count}")
+    try:
+        jax.config.update("jax_num_cpu_devices", int(count))
+    except RuntimeError:  # backends already initialised: keep what they have
+        return False
+    return True
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A one-axis mesh (axis :data:`AXIS`) over ``devices`` (default: every device)."""
+    return Mesh(np.asarray(list(devices) if devices is not None else jax.devices()), (AXIS,))
+
+
+class MergedHook:
+    """Turns the per-device progress calls of a sharded sweep into one call per report.
+
+    Each device calls the hook with its own agents' returns; this waits until all
+    ``shards`` local devices reported an update, then calls ``hook`` once with every
+    local agent's return (order across devices unspecified). Updates of later chunks
+    continue the count: chunk ``c``'s update ``u`` is reported as ``c * num_updates + u``.
+    """
+
+    def __init__(self, hook: ProgressHook, shards: int, num_updates: int):
+        self.hook, self.shards, self.num_updates = hook, shards, num_updates
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets partial reports and restarts the count (at the start of a sweep)."""
+        self._pending: dict[int, list[np.ndarray]] = {}
+        self._offset = 0
+
+    def __call__(self, update: int, env_steps: int, returns: np.ndarray) -> None:
+        """Records one device's report of ``update``; forwards once all shards reported."""
+        with self._lock:
+            parts = self._pending.setdefault(update, [])
+            parts.append(np.ravel(returns))
+            if len(parts) < self.shards:
+                return
+            del self._pending[update]
+            done = self._offset + update
+            if update == self.num_updates:
+                self._offset += self.num_updates
+            self.hook(done, env_steps // update * done, np.concatenate(parts))
+
+
+@functools.lru_cache(maxsize=8)
+def make_sweep_fn(
+    config: Config, progress: ProgressHook | None = None, mesh: Mesh | None = None
+) -> tuple[Any, MergedHook | None]:
+    """The compiled sweep of ``config`` over ``mesh`` and its merged progress hook.
+
+    The function is ``f(key_data [C, ...], hparams [C]) -> TrainResult [C, ...]`` for a
+    chunk of ``C`` agents (a multiple of the mesh size): ``vmap(train)`` inside a
+    ``shard_map`` over :data:`AXIS`, so each device trains its own agents with no
+    communication between agents (a NaN in one cannot reach another). Cached on
+    ``(config, progress, mesh)``: new hparam values of the same shapes reuse the program.
+    """
+    mesh = mesh if mesh is not None else make_mesh()
+    merged = None
+    if progress is not None:
+        merged = MergedHook(progress, len(mesh.local_devices), config.num_updates)
+    train = make_train(config, merged)
+
+    def agents(key_data: jax.Array, hparams: HParams) -> TrainResult:
+        return jax.vmap(train)(jax.random.wrap_key_data(key_data), hparams)
+
+    spec = PartitionSpec(AXIS)
+    # Each device runs whole agents, so there is nothing for shard_map's check of which
+    # values vary across devices to verify; train's carries mix constants with per-agent
+    # values that the check would reject.
+    return jax.jit(
+        jax.shard_map(agents, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    ), merged
+
+
+def agent_inputs(hparams: HParams, seeds: np.ndarray) -> tuple[np.ndarray, HParams]:
+    """Flattens members × seeds into agents: agent ``m * S + s`` is member ``m``, seed ``s``.
+
+    Returns:
+        ``(key_data [M * S, ...], hparams [M * S])`` as host arrays; agent ``a``'s key is
+        ``jax.random.key(seeds[a % S])``, exactly like a single run.
+    """
+    members = num_members(hparams)
+    key_data = np.asarray(
+        jax.vmap(jax.random.key_data)(jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32)))
+    )
+    per_agent = jax.tree.map(lambda x: np.repeat(np.asarray(x), len(seeds), axis=0), hparams)
+    return np.tile(key_data, (members,) + (1,) * (key_data.ndim - 1)), per_agent
+
+
+def place(tree: Any, mesh: Mesh) -> Any:
+    """Host arrays with a leading agent axis as global arrays sharded over ``mesh``.
+
+    Every process passes the same full arrays and keeps only the shards of its own devices,
+    so this works unchanged across hosts after ``jax.distributed.initialize``.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+
+    def put(x: np.ndarray) -> jax.Array:
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
+def to_host(tree: Any) -> Any:
+    """Global arrays to NumPy, gathered from every process (keys become their key data)."""
+
+    def raw(x: jax.Array) -> jax.Array:
+        return jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+    tree = jax.tree.map(raw, tree)
+    if jax.process_count() > 1:
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.tree.map(np.asarray, tree)
 
 
 def run(
@@ -184,29 +408,60 @@ def run(
     hparams: HParams,
     seeds: int | Sequence[int] = 1,
     progress: ProgressHook | None = None,
+    *,
+    chunk_size: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    keep_state: bool = True,
 ) -> SweepResult:
-    """Trains every member × seed in one compiled program.
+    """Trains every member × seed: one compiled program, sharded over devices, in chunks.
+
+    The ``M * S`` agents are flattened, padded to whole chunks and run chunk after chunk
+    through the same compiled program; inside a chunk they are split evenly over the
+    devices (of every process, after ``jax.distributed.initialize``: each process trains
+    the agents of its own devices and the results are gathered to all of them).
 
     Args:
         config: the static configuration shared by all members.
-        hparams: batched hparams (from :func:`grid`/:func:`random`), or unbatched for a
-            single member.
+        hparams: batched hparams (from :func:`grid`/:func:`random`/:func:`points`), or
+            unbatched for a single member.
         seeds: a count ``N`` (seeds ``0..N-1``) or explicit integer seeds. Member ``m``
             with seed ``s`` uses ``jax.random.key(s)``, exactly like a single run.
-        progress: optional host progress hook (see :func:`jaxpo.make_train`).
+        progress: optional host progress hook (see :func:`jaxpo.make_train`), called once
+            per report for the whole sweep (see :class:`MergedHook`).
+        chunk_size: agents per compiled call, to bound device memory; a multiple of the
+            device count. ``None``: all agents at once.
+        devices: devices to shard over (default: all).
+        keep_state: return the final runner states (``False`` keeps only metrics).
 
     Returns:
-        A :class:`SweepResult` with metrics ``[M, S, num_updates]``.
+        A :class:`SweepResult` with NumPy metrics ``[M, S, num_updates]``.
     """
-    seed_list = np.arange(seeds) if isinstance(seeds, int) else np.asarray(list(seeds))
-    if seed_list.size == 0:
-        raise ValueError("seeds must name at least one seed")
+    seed_list = seed_array(seeds)
     validate_hparams(hparams)
     if not is_batched(hparams):
         hparams = stack(hparams, {}, 1)
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seed_list, jnp.uint32))
-    result: TrainResult = make_sweep_fn(config, progress)(keys, hparams)
-    return SweepResult(hparams, seed_list, result.metrics, result.state)
+    layout = plan(config, hparams, seed_list, chunk_size, devices)
+    mesh = make_mesh(devices)
+    fn, merged = make_sweep_fn(config, progress, mesh)
+    if merged is not None:
+        merged.reset()
+    key_data, per_agent = agent_inputs(hparams, seed_list)
+    padded = layout.chunk_size * layout.num_chunks
+    index = np.concatenate(
+        [np.arange(layout.num_agents), np.zeros(padded - layout.num_agents, int)]
+    )
+    outputs = []
+    for c in range(layout.num_chunks):
+        take = index[c * layout.chunk_size : (c + 1) * layout.chunk_size]
+        chunk = jax.tree.map(lambda x, take=take: x[take], (key_data, per_agent))
+        result = fn(*place(chunk, mesh))
+        outputs.append(to_host(result if keep_state else result.metrics))
+    joined = jax.tree.map(lambda *xs: np.concatenate(xs)[: layout.num_agents], *outputs)
+    shaped = jax.tree.map(
+        lambda x: x.reshape((layout.num_members, layout.num_seeds) + x.shape[1:]), joined
+    )
+    metrics, state = (shaped.metrics, shaped.state) if keep_state else (shaped, None)
+    return SweepResult(hparams, seed_list, metrics, state)
 
 
 def member_hparams(hparams: HParams, index: int) -> HParams:

@@ -102,8 +102,8 @@ def swept(grid_hp, hp):
     real_make_sweep_fn = sweep.make_sweep_fn
     sweep_fns = []
 
-    def spying_make_sweep_fn(config, progress=None):
-        sweep_fns.append(real_make_sweep_fn(config, progress))
+    def spying_make_sweep_fn(config, progress=None, mesh=None):
+        sweep_fns.append(real_make_sweep_fn(config, progress, mesh))
         return sweep_fns[-1]
 
     with pytest.MonkeyPatch.context() as mp:
@@ -114,13 +114,13 @@ def swept(grid_hp, hp):
         calls = list(hook.calls)
         traces_after_run = traces["n"]
         other = sweep.grid(hp, learning_rate=[3e-3, 1e-4])
-        keys = jax.vmap(jax.random.key)(np.arange(SEEDS, dtype=np.uint32))
-        again = sweep_fns[0](keys, other)
-        jax.block_until_ready(again.metrics)
+        fn, _ = sweep_fns[0]
+        inputs = sweep.place(sweep.agent_inputs(other, np.arange(SEEDS)), sweep.make_mesh())
+        again = sweep.to_host(fn(*inputs))
     return {
         "result": result,
         "metrics": to_numpy(result.metrics),
-        "again": to_numpy(again.metrics),
+        "again": {k: v.reshape(len(LRS), SEEDS, -1) for k, v in again.metrics.items()},
         "calls": calls,
         "traces_after_run": traces_after_run,
         "traces": traces["n"],
@@ -272,8 +272,9 @@ def test_progress_hook_once_per_update_under_sweep(swept):
     ]
     returns = swept["metrics"]["episode_return"]
     for update, _, ret in calls:
-        assert np.shape(ret) == (len(LRS), SEEDS)  # [members, seeds]
-        np.testing.assert_allclose(ret, returns[:, :, update - 1], rtol=1e-6)
+        assert np.shape(ret) == (len(LRS) * SEEDS,)  # every agent (device order unspecified)
+        expected = np.sort(returns[:, :, update - 1].ravel())
+        np.testing.assert_allclose(np.sort(ret), expected, rtol=1e-6)
     # each member's returns are reported, not one copy
     assert not np.allclose(calls[-1][2], np.ravel(calls[-1][2])[0])
 
