@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -34,7 +35,8 @@ def test_sweep_writes_table_curves_metrics_and_summary(tmp_path, capsys):
     code = cli.main([*argv, "--chunk-size", "2", "--top", "1", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "2 member(s) x 2 seed(s) = 4 agents in 2 chunk(s) on 1 device(s)" in printed
+    devices = jax.device_count()
+    assert f"2 member(s) x 2 seed(s) = 4 agents in 2 chunk(s) on {devices} device(s)" in printed
     assert "4 updates x 32 env steps" in printed
     # one display for the whole sweep: 2 chunks x 4 updates, reports every 2 updates
     progress = [line for line in printed.splitlines() if "update " in line]
