@@ -68,6 +68,8 @@ def setup(updates: int) -> tuple[Any, Any]:
 def agents_of(hparams: Any, n: int) -> tuple[Any, np.ndarray]:
     """``n`` agents: ``min(n, 4)`` seeds × ``n / seeds`` random members."""
     seeds = min(n, 4)
+    if n % seeds:
+        raise ValueError(f"sizes above 4 must be multiples of 4, got {n}")
     members = sweep.random(
         hparams,
         jax.random.key(n),

@@ -45,7 +45,7 @@ class SweepResult(NamedTuple):
 
     hparams: HParams
     seeds: np.ndarray
-    metrics: dict[str, jax.Array]
+    metrics: dict[str, np.ndarray]
     state: Any
 
 
@@ -244,30 +244,39 @@ def plan(
         config: the static configuration (for the number of updates).
         hparams: batched or unbatched hparams.
         seeds: a count or explicit seeds, as for :func:`run`.
-        chunk_size: agents per compiled call; ``None`` runs all agents in one call. It must
-            be a multiple of the number of devices, so every device gets an equal share.
-        devices: the devices to shard over; all devices of all processes by default.
+        chunk_size: agents per compiled call; ``None`` runs all agents in one call. It is
+            rounded up to a multiple of the number of devices, so every device gets an equal
+            share.
+        devices: the devices to shard over; all devices of all processes by default (in a
+            single process, no more devices than agents, so nothing is padded for them).
 
     Raises:
-        ValueError: a chunk size that is not a positive multiple of the device count.
+        ValueError: a chunk size that is not a positive integer.
     """
-    num_devices = len(devices) if devices is not None else jax.device_count()
     members, num_seeds = num_members(hparams), len(seed_array(seeds))
     agents = members * num_seeds
+    num_devices = len(devices_for(agents, devices))
     whole = -(-agents // num_devices) * num_devices
-    if chunk_size is not None:
-        if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        if chunk_size % num_devices:
-            raise ValueError(
-                f"chunk_size {chunk_size} must be a multiple of the {num_devices} devices "
-                "the agents are sharded over"
-            )
-    chunk = whole if chunk_size is None else min(int(chunk_size), whole)
+    if chunk_size is not None and (not isinstance(chunk_size, int | np.integer) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunk = whole if chunk_size is None else -(-int(chunk_size) // num_devices) * num_devices
+    chunk = min(chunk, whole)
     chunks = -(-agents // chunk)
     return SweepPlan(
         members, num_seeds, agents, num_devices, chunk, chunks, chunks * config.num_updates
     )
+
+
+def devices_for(agents: int, devices: Sequence[jax.Device] | None = None) -> list[jax.Device]:
+    """The devices a sweep of ``agents`` runs on.
+
+    ``devices`` (default: all of every process); in a single process no more of them than
+    there are agents, so a small sweep is not padded to fill idle devices.
+    """
+    chosen = list(devices) if devices is not None else jax.devices()
+    if jax.process_count() == 1:
+        chosen = chosen[: max(agents, 1)]
+    return chosen
 
 
 def use_host_devices(count: int | None = None) -> bool:
@@ -279,7 +288,8 @@ def use_host_devices(count: int | None = None) -> bool:
     ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS`` alone.
 
     Returns:
-        Whether the setting was applied (``False`` once JAX's backends are running).
+        Whether the setting was applied (``False`` once JAX's backends are running, unless
+        the count asked for is the one they already have).
     """
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return False
@@ -303,11 +313,13 @@ class MergedHook:
 
     Each device calls the hook with its own agents' returns; this waits until all
     ``shards`` local devices reported an update, then calls ``hook`` once with every
-    local agent's return (order across devices unspecified). Updates of later chunks
-    continue the count: chunk ``c``'s update ``u`` is reported as ``c * num_updates + u``.
+    local agent's return (order across devices unspecified; a partly filled last chunk's
+    padding, copies of agent 0, included). Updates of later chunks continue the count:
+    chunk ``c``'s update ``u`` is reported as ``c * num_updates + u``. With several
+    processes, each one's hook sees its own devices' agents.
     """
 
-    def __init__(self, hook: ProgressHook, shards: int, num_updates: int):
+    def __init__(self, hook: ProgressHook, shards: int, num_updates: int) -> None:
         self.hook, self.shards, self.num_updates = hook, shards, num_updates
         self._lock = threading.Lock()
         self.reset()
@@ -427,9 +439,10 @@ def run(
         seeds: a count ``N`` (seeds ``0..N-1``) or explicit integer seeds. Member ``m``
             with seed ``s`` uses ``jax.random.key(s)``, exactly like a single run.
         progress: optional host progress hook (see :func:`jaxpo.make_train`), called once
-            per report for the whole sweep (see :class:`MergedHook`).
-        chunk_size: agents per compiled call, to bound device memory; a multiple of the
-            device count. ``None``: all agents at once.
+            per report for the whole sweep, in each process for its own agents (see
+            :class:`MergedHook`).
+        chunk_size: agents per compiled call, to bound device memory (rounded up to a
+            multiple of the device count). ``None``: all agents at once.
         devices: devices to shard over (default: all).
         keep_state: return the final runner states (``False`` keeps only metrics).
 
@@ -441,7 +454,7 @@ def run(
     if not is_batched(hparams):
         hparams = stack(hparams, {}, 1)
     layout = plan(config, hparams, seed_list, chunk_size, devices)
-    mesh = make_mesh(devices)
+    mesh = make_mesh(devices_for(layout.num_agents, devices))
     fn, merged = make_sweep_fn(config, progress, mesh)
     if merged is not None:
         merged.reset()

@@ -186,10 +186,17 @@ def top_k(table: Table, k: int, metric: str = "final_return", mode: str = "max")
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    values: dict[int, list[float]] = {}
+    first: dict[int, dict[str, float]] = {}
+    for row in table.rows:  # one pass: sweeps have many members
+        member = int(row["member"])
+        values.setdefault(member, []).append(row[metric])
+        first.setdefault(member, row)
     ranked = []
-    for m in table.members:
-        values = np.asarray([row[metric] for row in table.rows if row["member"] == m], float)
-        ranked.append(Ranked(m, table.hparams_of(m), float(values.mean()), float(values.std())))
+    for m, vals in values.items():
+        vals_arr = np.asarray(vals, float)
+        hparams = {name: first[m][name] for name in table.hparams}
+        ranked.append(Ranked(m, hparams, float(vals_arr.mean()), float(vals_arr.std())))
     sign = -1.0 if mode == "max" else 1.0
     ranked.sort(key=lambda r: (np.isnan(r.mean), sign * r.mean))
     return ranked[:k]

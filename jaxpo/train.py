@@ -27,7 +27,8 @@ from .rollout import Transition, rollout
 
 #: ``hook(update, env_steps, episode_return)``: called on the host every
 #: ``progress_interval`` updates with NumPy arrays; ``episode_return`` has one entry per
-#: member of whatever ``vmap`` is around ``train`` (shape ``[]`` for a single run).
+#: member of whatever ``vmap`` is around ``train`` (shape ``[]`` for a single run; under
+#: :func:`jaxpo.sweep.run`, the flat returns of every local agent, see ``MergedHook``).
 ProgressHook = Callable[[int, int, np.ndarray], None]
 
 

@@ -94,8 +94,8 @@ def test_second_chunked_sweep_does_not_recompile(chunked):
 
 def test_session_has_one_device_per_core():
     """``tests/conftest.py`` split the CPU as ``jaxpo`` commands do, so sweeps here shard."""
-    if jax.default_backend() == "cpu":
-        assert jax.device_count() == os.cpu_count()
+    if jax.default_backend() == "cpu" and "XLA_FLAGS" not in os.environ:
+        assert jax.device_count() == min(os.cpu_count(), 2)
 
 
 def test_plan_lays_out_agents_and_refuses_bad_chunks(hp):
@@ -106,8 +106,10 @@ def test_plan_lays_out_agents_and_refuses_bad_chunks(hp):
     assert layout.total_updates == 2 * CONFIG.num_updates
     whole = sweep.plan(CONFIG, grid, SEEDS, devices=jax.devices()[:1] * 4)
     assert (whole.chunk_size, whole.num_chunks) == (8, 1)  # 6 agents padded to 4 devices
-    with pytest.raises(ValueError, match="multiple of the 4 devices"):
-        sweep.plan(CONFIG, grid, SEEDS, chunk_size=6, devices=jax.devices()[:1] * 4)
+    rounded = sweep.plan(CONFIG, grid, SEEDS, chunk_size=3, devices=jax.devices()[:1] * 2)
+    assert (rounded.chunk_size, rounded.num_chunks) == (4, 2)  # 3 rounded up to 2 devices
+    few = sweep.plan(CONFIG, sweep.grid(hp, learning_rate=[1e-3]), 1, devices=jax.devices() * 4)
+    assert (few.num_devices, few.chunk_size) == (1, 1)  # 1 agent: 1 device, no padding
     for bad in (0, -2, 1.5):
         with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
             sweep.plan(CONFIG, grid, SEEDS, chunk_size=bad)
