@@ -105,16 +105,23 @@ class ClipAction(Wrapper):
 class VecEnv(Wrapper):
     """``num_envs`` independent copies of an environment.
 
-    Every array gains a leading ``[num_envs]`` axis. Params are shared (not batched).
+    Every array gains a leading ``[num_envs]`` axis. Params are shared (not batched). With
+    ``group_size = G > 1``, each block of G consecutive copies is reset from one key, so the
+    copies of a group start from the same state (GRPO's groups); steps stay independent.
     """
 
-    def __init__(self, env: Environment, num_envs: int):
+    def __init__(self, env: Environment, num_envs: int, group_size: int = 1):
         super().__init__(env)
+        if num_envs % group_size:
+            raise ValueError(f"group_size={group_size} does not divide num_envs={num_envs}")
         self.num_envs = num_envs
+        self.group_size = group_size
 
     def reset(self, key: jax.Array, params: Any) -> tuple[Any, TimeStep]:
-        """Resets every copy with its own key."""
-        keys = jax.random.split(key, self.num_envs)
+        """Resets every copy with its own key (its group's key when ``group_size > 1``)."""
+        keys = jax.random.split(key, self.num_envs // self.group_size)
+        if self.group_size > 1:
+            keys = keys[jnp.arange(self.num_envs) // self.group_size]
         return jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
 
     def step(

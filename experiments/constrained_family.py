@@ -34,7 +34,7 @@ import jaxpo  # noqa: E402
 from jaxpo.sweep_table import bootstrap_interval, draw_mean_band  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
-ALGOS = ("ppo", "ppo_kl", "a2c", "mdpo", "mcpo", "trpo", "npg")
+ALGOS = ("ppo", "ppo_kl", "a2c", "mdpo", "mcpo", "trpo", "npg", "adaptive_ppo", "grpo", "tic_grpo")
 #: env id -> env-step budget shared by every algorithm.
 BUDGETS = {
     "gymnax:CartPole-v1": 500_000,

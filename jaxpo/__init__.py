@@ -3,10 +3,11 @@
 ``make_train(config)`` returns a pure ``train(key, hparams)``; ``presets.get`` gives a
 (config, hparams) pair; ``sweep`` vmaps ``train`` over seeds and hyperparameters (sharded
 over devices, in chunks); ``sweep_table`` turns a sweep's result into a table, a ranking
-and learning curves.
+and learning curves; ``run_log`` writes its metrics as CSV, JSON Lines, TensorBoard and W&B
+logs.
 """
 
-from . import envs, presets, progress, sweep, sweep_table
+from . import checkpoint, envs, presets, progress, run_log, sweep, sweep_table
 from .algos import ALGORITHMS
 from .config import Config
 from .hparams import HParams
@@ -20,12 +21,14 @@ __all__ = [
     "HParams",
     "RunnerState",
     "TrainResult",
+    "checkpoint",
     "default_hparams",
     "envs",
     "make_env",
     "make_train",
     "presets",
     "progress",
+    "run_log",
     "sweep",
     "sweep_table",
 ]

@@ -41,13 +41,81 @@ def gae(
     not_term = 1.0 - jnp.asarray(terminated, rewards.dtype)
     not_done = 1.0 - jnp.asarray(done, rewards.dtype)
     deltas = rewards + gamma * not_term * next_values - values
-
-    def backward(carry: jax.Array, xs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        delta, cont = xs
-        adv = delta + gamma * gae_lambda * cont * carry
-        return adv, adv
-
-    _, advantages = jax.lax.scan(
-        backward, jnp.zeros_like(deltas[0]), (deltas, not_done), reverse=True
-    )
+    advantages = _reverse_accumulate(deltas, gamma * gae_lambda * not_done)
     return advantages, advantages + values
+
+
+def vtrace(
+    rewards: ArrayLike,
+    values: ArrayLike,
+    next_values: ArrayLike,
+    terminated: ArrayLike,
+    done: ArrayLike,
+    log_rhos: ArrayLike,
+    gamma: ArrayLike,
+    gae_lambda: ArrayLike,
+    rho_bar: ArrayLike,
+    c_bar: ArrayLike,
+) -> tuple[jax.Array, jax.Array]:
+    """A_t = ρ_t·δ_t + γ·c_t·(1 − done_t)·A_{t+1}, v_t = V(s_t) + A_t, the V-trace targets.
+
+    V-trace from Espeholt et al., "IMPALA: Scalable Distributed Deep-RL with Importance
+    Weighted Actor-Learner Architectures", 2018, with the truncated importance weights
+    ``ρ_t = min(ρ̄, π/μ)`` and ``c_t = λ·min(c̄, π/μ)``, where ``π/μ = exp(log_rhos_t)``, and
+    the TD error ``δ_t = r_t + γ(1 − terminated_t)V(next_t) − V(s_t)`` of :func:`gae`. Episode
+    boundaries and ``next_values`` mean what they do there: a truncation bootstraps from
+    ``V(final_obs_t)``, a termination from 0, nothing flows across a boundary, and
+    ``A_T = 0`` (the rollout's end is bootstrapped through ``next_values[T-1]``).
+
+    The policy-gradient advantage is IMPALA's ``ρ_t(r_t + γ·v_{t+1} − V(s_t))`` with the
+    λ-mixed bootstrap ``λ·v_{t+1} + (1 − λ)·V(s_{t+1})``, i.e.
+    ``ρ_t·(δ_t + γλ(1 − done_t)·A_{t+1})``; for λ = 1 it is exactly IMPALA's. With
+    ``log_rhos = 0`` and ``ρ̄ = c̄ = 1`` (on-policy, no clipping) ``(pg_advantages, targets)``
+    equal :func:`gae`'s ``(advantages, returns)``.
+
+    Args:
+        rewards: ``[T, B]`` (already scaled).
+        values: ``V(s_t)``, ``[T, B]``.
+        next_values: ``V(final_obs_t)``, ``[T, B]``.
+        terminated: ``[T, B]`` bool, the episode reached a terminal state at ``t``.
+        done: ``[T, B]`` bool, terminated or truncated at ``t``.
+        log_rhos: ``log π(a_t|s_t) − log μ(a_t|s_t)``, ``[T, B]``, target minus behaviour.
+        gamma: discount, scalar.
+        gae_lambda: λ, scalar.
+        rho_bar: ρ̄, clips the importance weight on the TD error, scalar.
+        c_bar: c̄, clips the trace-cutting weight, scalar.
+
+    Returns:
+        ``(pg_advantages, targets)``, both ``[T, B]``, with ``targets = values + A``.
+    """
+    rewards, values, next_values = (jnp.asarray(x) for x in (rewards, values, next_values))
+    not_term = 1.0 - jnp.asarray(terminated, rewards.dtype)
+    not_done = 1.0 - jnp.asarray(done, rewards.dtype)
+    ratios = jnp.exp(jnp.asarray(log_rhos, rewards.dtype))
+    rhos = jnp.minimum(rho_bar, ratios)
+    cs = gae_lambda * jnp.minimum(c_bar, ratios)
+    deltas = rewards + gamma * not_term * next_values - values
+    corrections = _reverse_accumulate(rhos * deltas, gamma * cs * not_done)
+    next_corrections = jnp.concatenate([corrections[1:], jnp.zeros_like(corrections[:1])])
+    pg_advantages = rhos * (deltas + gamma * gae_lambda * not_done * next_corrections)
+    return pg_advantages, values + corrections
+
+
+def _reverse_accumulate(x: jax.Array, discount: jax.Array) -> jax.Array:
+    """y_t = x_t + discount_t·y_{t+1}, y_T = 0, by a reverse scan over the leading axis.
+
+    Args:
+        x: ``[T, ...]``.
+        discount: ``[T, ...]``, broadcastable with ``x[t]`` at each step.
+
+    Returns:
+        ``y``, ``[T, ...]``.
+    """
+
+    def step(carry: jax.Array, xs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        x_t, discount_t = xs
+        y_t = x_t + discount_t * carry
+        return y_t, y_t
+
+    _, y = jax.lax.scan(step, jnp.zeros_like(x[0]), (x, discount), reverse=True)
+    return y

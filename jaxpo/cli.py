@@ -1,20 +1,27 @@
-"""Command line: ``jaxpo train`` and ``jaxpo sweep`` (also ``python -m jaxpo ...``).
+"""Command line: ``jaxpo train|sweep|eval|render|plot`` (also ``python -m jaxpo ...``).
 
 ``jaxpo train`` with no arguments trains PPO on gymnax CartPole-v1 with 4 seeds in one
 compiled, vmapped program, shows progress, prints the final return per seed and writes
-``metrics.csv`` (one row per update per seed) and ``summary.json`` to ``--out``.
+``metrics.csv`` and ``metrics.jsonl`` (one row per update per seed) and ``summary.json`` to
+``--out``; ``--tensorboard`` adds event files under ``OUT/tensorboard``, ``--wandb`` a
+Weights & Biases run (if ``wandb`` is installed).
 
 ``jaxpo sweep --grid learning_rate=1e-4,3e-4 --seeds 8`` trains every member (from
 ``--grid``, ``--random N --dist``, ``--point``) × seed as one compiled program, shows one
 progress display, prints the top members and writes ``table.csv`` (+ ``table.parquet`` with
-pyarrow), ``curves.png``, ``metrics.npz`` (``[M, S, U]`` arrays) and ``summary.json``.
+pyarrow), ``curves.png``, ``metrics.npz`` (``[M, S, U]`` arrays), ``metrics.csv`` and
+``metrics.jsonl`` (one row per member per seed per update) and ``summary.json``, plus the
+same optional logs.
+
+``jaxpo eval DIR``, ``jaxpo render DIR --out FILE`` and ``jaxpo plot DIR ... --out FILE.png``
+read finished training runs (:mod:`jaxpo.evaluate`, :mod:`jaxpo.render`,
+:mod:`jaxpo.plotting`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
 import json
 import sys
@@ -26,10 +33,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import sweep, sweep_table
+from . import checkpoint, evaluate, plotting, render, run_log, sweep, sweep_table
 from .algos import ALGORITHMS
 from .config import Config, field_names, validate_config
 from .hparams import HParams, scalar_names
+from .progress import default_interval
 from .train import bare_env
 
 
@@ -53,7 +61,8 @@ def parse_field(name: str, text: str) -> Any:
     if isinstance(default, float):
         return float(text)
     if isinstance(default, tuple):
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        kind = type(default[0])
+        return tuple(kind(v) for v in text.split(",") if v.strip())
     return text
 
 
@@ -130,6 +139,15 @@ def add_run_arguments(parser: argparse.ArgumentParser, out_default: str) -> None
     )
     parser.add_argument("--no-progress", action="store_true", help="compile no progress hook")
     parser.add_argument(
+        "--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tensorboard"
+    )
+    parser.add_argument(
+        "--wandb", action="store_true", help="also log to Weights & Biases (if installed)"
+    )
+    parser.add_argument(
+        "--wandb-project", default=None, help="W&B project (default jaxpo; implies --wandb)"
+    )
+    parser.add_argument(
         "--host-devices",
         type=int,
         default=None,
@@ -181,30 +199,74 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process")
 
 
+#: the subcommands that read finished runs (they start no host devices).
+TOOLS = ("eval", "render", "plot")
+
+
+def add_tool_parsers(sub: Any) -> None:
+    """Adds the :data:`TOOLS` subcommands to the subparsers ``sub``."""
+    run_dir = "run directory with a checkpoint (jaxpo train --out)"
+    evaluation = sub.add_parser("eval", help="evaluate a saved policy, deterministic and sampled")
+    evaluation.add_argument("dir", help=run_dir)
+    evaluation.add_argument(
+        "--episodes", type=int, default=32, help="parallel episodes per agent and mode (default 32)"
+    )
+    evaluation.add_argument("--seed", type=int, default=0, help="evaluation key (default 0)")
+    evaluation.add_argument(
+        "--agent",
+        type=int,
+        default=None,
+        metavar="I",
+        help="only agent I (member * seeds + seed position; default: every seed of member 0)",
+    )
+    drawing = sub.add_parser("render", help="draw one deterministic episode of a saved policy")
+    drawing.add_argument("dir", help=run_dir)
+    drawing.add_argument("--out", required=True, help="FILE.html (brax:) or FILE.gif (gymnax:)")
+    drawing.add_argument("--max-steps", type=int, default=500, help="episode cap (default 500)")
+    drawing.add_argument("--agent", type=int, default=0, metavar="I", help="agent (default 0)")
+    drawing.add_argument("--seed", type=int, default=0, help="episode key (default 0)")
+    curves = sub.add_parser("plot", help="learning curves of training runs on one figure")
+    curves.add_argument("dirs", nargs="+", metavar="DIR", help="run directories (metrics.csv)")
+    curves.add_argument("--out", required=True, help="the PNG to write")
+    curves.add_argument("--metric", default="episode_return", help="a metrics.csv column")
+
+
+def run_tool(args: argparse.Namespace) -> int:
+    """``jaxpo eval``, ``render`` or ``plot`` (see :data:`TOOLS`)."""
+    if args.command == "eval":
+        evaluate.evaluate_run(args.dir, args.episodes, args.seed, args.agent)
+    elif args.command == "render":
+        render.render(args.dir, args.out, args.max_steps, args.agent, args.seed)
+    else:
+        print(f"wrote {plotting.plot_runs(args.dirs, args.out, args.metric)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``jaxpo`` argument parser."""
     parser = argparse.ArgumentParser(prog="jaxpo", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an agent (several seeds in one compiled program)")
     add_run_arguments(train, "runs/ALGO_ENV")
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="save the complete train state every K updates (always saved at the end)",
+    )
+    train.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run checkpointed in DIR (its config, hparams and seeds; "
+        "--total-timesteps may extend it)",
+    )
     members = sub.add_parser("sweep", help="train many hparam members x seeds in one program")
     add_run_arguments(members, "runs/sweep_ALGO_ENV")
     add_sweep_arguments(members)
+    add_tool_parsers(sub)
     return parser
-
-
-def write_metrics_csv(
-    path: Path, metrics: dict[str, np.ndarray], seeds: np.ndarray, steps_per_update: int
-) -> None:
-    """One row per (seed, update): ``seed, update, env_steps, <metric columns>``."""
-    names = sorted(metrics)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["seed", "update", "env_steps", *names])
-        for s, seed in enumerate(seeds):
-            for u in range(metrics[names[0]].shape[-1]):
-                row = [float(metrics[n][s, u]) for n in names]
-                writer.writerow([int(seed), u + 1, (u + 1) * steps_per_update, *row])
 
 
 def setup(args: argparse.Namespace) -> tuple[Config, HParams, np.ndarray]:
@@ -221,7 +283,7 @@ def setup(args: argparse.Namespace) -> tuple[Config, HParams, np.ndarray]:
     if args.total_timesteps is not None:
         config = config.replace(total_timesteps=args.total_timesteps)
     config, hparams = apply_sets(config, hparams, args.set)
-    interval = args.progress_interval or max(1, config.num_updates // 20)
+    interval = args.progress_interval or default_interval(config.num_updates)
     config = config.replace(progress_interval=0 if args.no_progress else interval)
     validate_config(config)
     return config, hparams, np.arange(args.seed_offset, args.seed_offset + args.seeds)
@@ -239,54 +301,204 @@ def timed_run(
     config: Config,
     hparams: HParams,
     seeds: np.ndarray,
-    total_updates: int,
     chunk_size: int | None = None,
 ) -> tuple[sweep.SweepResult, float]:
-    """Runs :func:`jaxpo.sweep.run` under one progress display (none with ``--no-progress``).
+    """Runs :func:`jaxpo.sweep.run` with its progress display (none with ``--no-progress``).
 
     Returns:
         The result (metrics only, no final states) and the seconds it took, compile included.
     """
+    start = time.perf_counter()
+    result = sweep.run(
+        config,
+        hparams,
+        seeds=seeds,
+        progress=not args.no_progress,
+        chunk_size=chunk_size,
+        keep_state=False,
+    )
+    return result, time.perf_counter() - start
+
+
+def write_logs(
+    args: argparse.Namespace,
+    out: Path,
+    metrics: dict[str, np.ndarray],
+    seeds: np.ndarray,
+    config: Config,
+    summary: dict[str, Any],
+) -> list[Path]:
+    """The :mod:`jaxpo.run_log` logs the flags ask for; returns the paths written.
+
+    Args:
+        args: the parsed flags (``--tensorboard``, ``--wandb``, ``--wandb-project``).
+        out: the output directory.
+        metrics: ``{name: [S, U]}`` of a training run or ``{name: [M, S, U]}`` of a sweep.
+        seeds: the integer seeds, ``[S]``.
+        config: the run's configuration.
+        summary: what ``summary.json`` holds, the W&B run's config.
+    """
+    wandb = args.wandb or args.wandb_project is not None
+    return run_log.write_logs(
+        out,
+        metrics,
+        seeds,
+        config.batch_size,
+        tensorboard=args.tensorboard,
+        wandb_project=(args.wandb_project or "jaxpo") if wandb else None,
+        run_config=summary,
+    )
+
+
+def start_or_resume(
+    args: argparse.Namespace,
+) -> tuple[Config, HParams, np.ndarray, Path, checkpoint.Checkpoint | None]:
+    """``(config, hparams, seeds, out, checkpoint)`` of a new run, or of ``--resume DIR``."""
+    if args.resume is None:
+        config, hparams, seeds = setup(args)
+        return config, sweep.stack(hparams, {}, 1), seeds, output_dir(args, config, ""), None
+    if args.set:
+        raise ValueError("--resume continues a run as it was saved; --set cannot change it")
+    saved = checkpoint.load(args.resume)
+    config = saved.config
+    if args.total_timesteps is not None:
+        config = config.replace(total_timesteps=args.total_timesteps)
+    config = config.replace(progress_interval=0 if args.no_progress else config.progress_interval)
+    validate_config(config)
+    if saved.update > config.num_updates:
+        raise ValueError(
+            f"--resume: the run already did {saved.update} updates, more than the "
+            f"{config.num_updates} of --total-timesteps={config.total_timesteps}"
+        )
+    out = Path(args.out or args.resume)
+    out.mkdir(parents=True, exist_ok=True)
+    return config, saved.hparams, saved.seeds, out, saved
+
+
+def train_in_segments(
+    args: argparse.Namespace,
+    config: Config,
+    hparams: HParams,
+    seeds: np.ndarray,
+    out: Path,
+    saved: checkpoint.Checkpoint | None,
+) -> tuple[dict[str, np.ndarray], float]:
+    """Trains to ``config.num_updates`` in segments of ``--checkpoint-every`` updates.
+
+    After each segment the complete state is saved to ``out`` (:mod:`jaxpo.checkpoint`); the
+    next segment continues from the state in memory, which is the same computation as one
+    run. One progress display covers all segments.
+
+    Returns:
+        ``({metric: [S, U]}, seconds)``, the metrics including a resumed run's earlier ones.
+    """
     from .progress import ProgressDisplay
 
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be >= 1, got {args.checkpoint_every}")
+    every = args.checkpoint_every or config.num_updates
+    state, metrics = (saved.state, saved.metrics) if saved else (None, {})
+    done = saved.update if saved else 0
     start = time.perf_counter()
-    display = ProgressDisplay(total_updates, config.batch_size, label=config.algo)
-    with display:
-        result = sweep.run(
-            config,
-            hparams,
-            seeds=seeds,
-            progress=None if args.no_progress else display,
-            chunk_size=chunk_size,
-            keep_state=False,
+    with ProgressDisplay(config.num_updates, config.batch_size, label=config.algo) as display:
+        while done < config.num_updates:
+            updates = min(every, config.num_updates - done)
+            result = sweep.run(
+                config,
+                hparams,
+                seeds=seeds,
+                progress=None if args.no_progress else display,
+                state=state,
+                updates=updates,
+            )
+            state, done = result.state, done + updates
+            metrics = {
+                k: np.concatenate([metrics[k], v], -1) if k in metrics else v
+                for k, v in result.metrics.items()
+            }
+            checkpoint.save(out, config, hparams, seeds, state, metrics)
+    return {k: v[0] for k, v in metrics.items()}, time.perf_counter() - start
+
+
+#: how many update numbers, and how many agents, a NaN-safety report lists before "...".
+REPORT_LIMIT = 5
+
+
+def first_updates(flags: np.ndarray) -> str:
+    """The 1-based numbers of the updates where ``flags [U]`` is nonzero, the first few."""
+    numbers = [str(u + 1) for u in np.flatnonzero(flags)]
+    return ", ".join(numbers[:REPORT_LIMIT] + (["..."] if len(numbers) > REPORT_LIMIT else []))
+
+
+def nan_report(metrics: dict[str, np.ndarray], seeds: np.ndarray, config: Config) -> list[str]:
+    """End-of-run lines on non-finite environment output, skipped updates and failed agents.
+
+    Update numbers are 1-based, as in ``metrics.csv``; nothing is reported for a clean run.
+
+    Args:
+        metrics: ``{name: [S, U]}`` of a training run or ``{name: [M, S, U]}`` of a sweep,
+            with :func:`jaxpo.train.make_trainer`'s ``env_nonfinite``, ``update_skipped``,
+            ``skipped_total`` and ``failed``.
+        seeds: the integer seeds, ``[S]``.
+        config: the run's configuration (env id, ``max_consecutive_skips``).
+    """
+    arrays, members = run_log.by_member(metrics)
+    lines, agents = [], 0
+    for m, s in np.ndindex(arrays["failed"].shape[:2]):
+        agent = f"member {m}, seed {seeds[s]}" if members else f"seed {seeds[s]}"
+        env_updates, skips, failed = (
+            arrays[name][m, s] for name in ("env_nonfinite", "update_skipped", "failed")
         )
-    return result, time.perf_counter() - start
+        if not (env_updates.any() or skips.any()):
+            continue
+        agents += 1
+        if agents > REPORT_LIMIT:
+            continue
+        if env_updates.any():
+            lines.append(
+                f"environment {config.env_id} emitted non-finite observations or rewards at "
+                f"update(s) {first_updates(env_updates)} ({agent})"
+            )
+        if skips.any():
+            lines.append(
+                f"{agent}: {int(arrays['skipped_total'][m, s, -1])} of {skips.size} updates "
+                f"skipped for non-finite losses, gradients or parameters, at update(s) "
+                f"{first_updates(skips)}"
+            )
+        if failed.any():
+            lines.append(
+                f"{agent} failed after {config.max_consecutive_skips} consecutive skipped "
+                f"updates at update {np.flatnonzero(failed)[0] + 1}; its parameters "
+                f"stayed frozen from then on"
+            )
+    if agents > REPORT_LIMIT:
+        lines.append(f"... and {agents - REPORT_LIMIT} more agent(s) (see metrics.csv)")
+    return lines
 
 
 def run_train(args: argparse.Namespace) -> int:
     """``jaxpo train``: validate, compile once, train all seeds, report and write files."""
-    config, hparams, seeds = setup(args)
-    out = output_dir(args, config, "")
-
+    config, hparams, seeds, out, saved = start_or_resume(args)
+    resumed = f", resuming at update {saved.update}" if saved else ""
     print(
         f"jaxpo train: {config.algo} on {config.env_id}, {len(seeds)} seed(s), "
-        f"{config.num_updates} updates x {config.batch_size} env steps"
+        f"{config.num_updates} updates x {config.batch_size} env steps{resumed}"
     )
-    result, wall = timed_run(args, config, hparams, seeds, config.num_updates)
-    metrics = {k: np.asarray(v)[0] for k, v in result.metrics.items()}
+    metrics, wall = train_in_segments(args, config, hparams, seeds, out, saved)
 
     final = metrics["episode_return"][:, -1]
     print(f"\n{'seed':>6}  {'final return':>12}")
     for seed, value in zip(seeds, final, strict=True):
         print(f"{int(seed):>6}  {value:>12.1f}")
     print(f"{'mean':>6}  {final.mean():>12.1f} ± {final.std():.1f}   ({wall:.0f}s incl. compile)")
+    for line in nan_report(metrics, seeds, config):
+        print(line)
 
-    write_metrics_csv(out / "metrics.csv", metrics, seeds, config.batch_size)
     summary = {
         "algo": config.algo,
         "env_id": config.env_id,
         "config": dataclasses.asdict(config),
-        "hparams": {k: float(v[0]) for k, v in sweep.columns(result.hparams).items()},
+        "hparams": {k: float(v[0]) for k, v in sweep.columns(hparams).items()},
         "seeds": [int(s) for s in seeds],
         "final_return": [float(v) for v in final],
         "final_return_mean": float(final.mean()),
@@ -295,7 +507,9 @@ def run_train(args: argparse.Namespace) -> int:
         "wall_seconds": wall,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"wrote {out / 'metrics.csv'} and {out / 'summary.json'}")
+    logs = write_logs(args, out, metrics, seeds, config, summary)
+    wrote = ", ".join(str(path) for path in [*logs, out / "summary.json"])
+    print(f"wrote {wrote} and the checkpoint in {out}")
     return 0
 
 
@@ -411,7 +625,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         f"chunk(s) on {jax.device_count()} device(s), {config.num_updates} updates x "
         f"{config.batch_size} env steps"
     )
-    result, wall = timed_run(args, config, members, seeds, layout.total_updates, args.chunk_size)
+    result, wall = timed_run(args, config, members, seeds, args.chunk_size)
     if jax.process_index() != 0:  # every process holds the gathered results; one writes them
         return 0
 
@@ -420,10 +634,14 @@ def run_sweep(args: argparse.Namespace) -> int:
     sweep_table.write_csv(table, written[0])
     sweep_table.plot_curves(result, config, written[1])
     np.savez(written[2], **result.metrics)
-    written[3].write_text(json.dumps(sweep_summary(config, table, layout, wall), indent=2))
+    summary = sweep_summary(config, table, layout, wall)
+    written[3].write_text(json.dumps(summary, indent=2))
+    written += write_logs(args, out, result.metrics, result.seeds, config, summary)
     if sweep_table.write_parquet(table, out / "table.parquet"):
         written.append(out / "table.parquet")
     print(f"\n{sweep_table.format_top_k(table, args.top)}\n({wall:.0f}s incl. compile)")
+    for line in nan_report(result.metrics, result.seeds, config):
+        print(line)
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 
@@ -449,12 +667,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxpo`` console command."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command in TOOLS:
+            return run_tool(args)
         start_devices(args)
         if args.command == "train":
             return run_train(args)
         if args.command == "sweep":
             return run_sweep(args)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"jaxpo: error: {err}", file=sys.stderr)
         return 2
     return 1

@@ -17,6 +17,7 @@ ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
 FISHER_FORMS = ("gauss_newton", "kl_hessian")
 NATURAL_STEPS = ("normalized", "fixed")
 MEMORY_REPLACE = ("oldest", "closest")
+ADVANTAGES = ("gae", "vtrace")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,17 @@ class Config:
             smallest KL(π_old ‖ π_i), i.e. the most redundant).
         attention_hidden: width of MCPO's attention MLP.
         attention_steps: Adam steps on the attention network per update (MCPO).
+        advantage: the actor-critic family's advantage and value-target estimator,
+            ``"gae"`` or ``"vtrace"`` (recomputed with the current parameters at every epoch,
+            correcting for how far the policy moved from the one that collected the batch).
+        group_size: G, trajectories per group of the grouped algorithms (GRPO, TIC-GRPO):
+            ``num_envs = groups × G`` environments, each group reset from one key so its
+            trajectories share a start state; ``num_steps`` is the horizon.
+        ref_update_interval: GRPO's reference policy (for the k3 KL penalty) becomes the
+            current policy every this many updates; 0 keeps the initial policy.
+        clip_candidates: the clip values ε Adaptive-PPO's UCB bandit chooses among.
+        max_consecutive_skips: an agent whose updates come out non-finite (and are skipped)
+            this many times in a row is marked failed and frozen for the rest of the run.
     """
 
     algo: str = "ppo"
@@ -94,6 +106,11 @@ class Config:
     memory_replace: str = "oldest"
     attention_hidden: int = 16
     attention_steps: int = 1
+    advantage: str = "gae"
+    group_size: int = 8
+    ref_update_interval: int = 0
+    clip_candidates: tuple[float, ...] = (0.1, 0.2, 0.3)
+    max_consecutive_skips: int = 10
 
     def replace(self, **changes: Any) -> Config:
         """A copy with ``changes`` applied; unknown names raise ``ValueError``."""
@@ -147,14 +164,16 @@ def validate_config(config: Config) -> None:
         "memory_size",
         "attention_hidden",
         "attention_steps",
+        "group_size",
+        "max_consecutive_skips",
     ):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not isinstance(config.progress_interval, int) or config.progress_interval < 0:
-        raise ValueError(
-            f"progress_interval must be an integer >= 0, got {config.progress_interval!r}"
-        )
+    for name in ("progress_interval", "ref_update_interval"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     if not math.isfinite(config.adam_eps) or config.adam_eps <= 0:
         raise ValueError(f"adam_eps must be finite and > 0, got {config.adam_eps!r}")
     if not math.isfinite(config.log_std_init):
@@ -175,11 +194,22 @@ def validate_config(config: Config) -> None:
         raise ValueError(
             f"memory_replace={config.memory_replace!r} must be one of {MEMORY_REPLACE}"
         )
+    if config.advantage not in ADVANTAGES:
+        raise ValueError(f"advantage={config.advantage!r} must be one of {ADVANTAGES}")
+    if not config.clip_candidates or any(
+        not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0
+        for eps in config.clip_candidates
+    ):
+        raise ValueError(
+            f"clip_candidates must be a non-empty tuple of finite values > 0, "
+            f"got {config.clip_candidates!r}"
+        )
+    validate_family(config, ALGORITHMS[config.algo])
     if config.fisher_subsample > config.num_steps:
         raise ValueError(
             f"fisher_subsample={config.fisher_subsample} exceeds num_steps={config.num_steps}"
         )
-    if config.batch_size % config.num_minibatches:
+    if config.batch_size % config.num_minibatches and not ALGORITHMS[config.algo].grouped:
         raise ValueError(
             f"num_minibatches={config.num_minibatches} does not divide the batch "
             f"num_envs*num_steps={config.batch_size}"
@@ -188,4 +218,34 @@ def validate_config(config: Config) -> None:
         raise ValueError(
             f"total_timesteps={config.total_timesteps} is smaller than one batch "
             f"(num_envs*num_steps={config.batch_size})"
+        )
+
+
+def validate_family(config: Config, algo: Any) -> None:
+    """Checks the fields that only some algorithm families accept."""
+    from .algos.actor_critic import ActorCriticHParams
+
+    if config.advantage == "vtrace" and not issubclass(algo.hparams_cls, ActorCriticHParams):
+        raise ValueError(
+            f"advantage='vtrace' needs a first-order actor-critic algorithm (the PPO family); "
+            f"algo={config.algo!r} is not one"
+        )
+    if not algo.grouped:
+        return
+    if config.group_size < 2:
+        raise ValueError(f"group_size must be >= 2 for {config.algo}, got {config.group_size}")
+    if config.num_envs % config.group_size:
+        raise ValueError(
+            f"group_size={config.group_size} does not divide num_envs={config.num_envs} "
+            f"(num_envs = groups x group_size for {config.algo})"
+        )
+    if config.num_envs % config.num_minibatches:
+        raise ValueError(
+            f"num_minibatches={config.num_minibatches} does not divide the "
+            f"num_envs={config.num_envs} trajectories of {config.algo}'s batch"
+        )
+    if config.normalize_obs:
+        raise ValueError(
+            f"normalize_obs is not supported by {config.algo}: its environments are reset "
+            f"every update, which would reset the running statistics"
         )

@@ -122,6 +122,22 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
         dict(PENDULUM, learning_rate=1e-3, ent_coef=0.0),
     ),
 }
+#: Adaptive-PPO starts from PPO's tuned settings (its bandit picks ε among the candidates).
+PRESETS.update(
+    {
+        ("adaptive_ppo", env): PRESETS["ppo", env]
+        for env in ("gymnax:CartPole-v1", "gymnax:Acrobot-v1", "gymnax:Pendulum-v1")
+    }
+)
+#: GRPO/TIC-GRPO: the horizon covers a whole episode (Pendulum's are 200 steps; brax's
+#: inverted pendulum's up to 1000, in 2 groups × G = 8 to keep 16,000 steps per update).
+GROUPED = {
+    "gymnax:Pendulum-v1": dict(num_steps=200),
+    "brax:inverted_pendulum": dict(num_steps=1000, num_envs=16),
+}
+PRESETS.update(
+    {(algo, env): (config, {}) for algo in ("grpo", "tic_grpo") for env, config in GROUPED.items()}
+)
 
 
 def get(algo: str, env_id: str) -> tuple[Config, HParams]:

@@ -15,6 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
+def default_interval(num_updates: int) -> int:
+    """Updates between progress reports when none is set: about 20 reports per run."""
+    return max(1, num_updates // 20)
+
+
 class ProgressDisplay:
     """A progress bar (on a terminal) or one log line per report (elsewhere).
 

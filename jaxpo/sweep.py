@@ -10,13 +10,14 @@ field (a shape or a loop count) is refused with a clear error rather than compil
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -27,7 +28,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .config import Config, field_names
 from .hparams import HParams, scalar_names, validate_hparams
-from .train import ProgressHook, TrainResult, make_train
+from .progress import ProgressDisplay, default_interval
+from .train import ProgressHook, RunnerState, TrainResult, make_trainer
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 
@@ -343,26 +345,68 @@ class MergedHook:
             self.hook(done, env_steps // update * done, np.concatenate(parts))
 
 
+class DisplayHook:
+    """The progress hook of ``run(progress=True)``: forwards each report to ``display``.
+
+    One instance, :data:`DISPLAY_HOOK`, serves every such run (its ``display`` set for the
+    run's duration), so :func:`make_sweep_fn`'s cache keeps one compiled program per config
+    rather than compiling again for each new display.
+    """
+
+    def __init__(self) -> None:
+        self.display: ProgressDisplay | None = None
+
+    @contextlib.contextmanager
+    def showing(self, config: Config, total_updates: int) -> Iterator[DisplayHook]:
+        """Forwards to a new display of ``total_updates`` updates (label ``config.algo``)."""
+        with ProgressDisplay(total_updates, config.batch_size, label=config.algo) as display:
+            self.display = display
+            try:
+                yield self
+            finally:
+                self.display = None
+
+    def __call__(self, update: int, env_steps: int, returns: np.ndarray) -> None:
+        """Reports to the current display, if any."""
+        if self.display is not None:
+            self.display(update, env_steps, returns)
+
+
+#: the progress hook of every ``run(progress=True)``.
+DISPLAY_HOOK = DisplayHook()
+
+
 @functools.lru_cache(maxsize=8)
 def make_sweep_fn(
-    config: Config, progress: ProgressHook | None = None, mesh: Mesh | None = None
+    config: Config,
+    progress: ProgressHook | None = None,
+    mesh: Mesh | None = None,
+    updates: int | None = None,
+    resume: bool = False,
 ) -> tuple[Any, MergedHook | None]:
     """The compiled sweep of ``config`` over ``mesh`` and its merged progress hook.
 
     The function is ``f(key_data [C, ...], hparams [C]) -> TrainResult [C, ...]`` for a
-    chunk of ``C`` agents (a multiple of the mesh size): ``vmap(train)`` inside a
-    ``shard_map`` over :data:`AXIS`, so each device trains its own agents with no
-    communication between agents (a NaN in one cannot reach another). Cached on
-    ``(config, progress, mesh)``: new hparam values of the same shapes reuse the program.
+    chunk of ``C`` agents (a multiple of the mesh size), or with ``resume``
+    ``f(state [C, ...], hparams [C])``, continuing runner states (keys as key data):
+    ``vmap`` of :func:`~jaxpo.train.make_trainer`'s ``run`` for ``updates`` updates (default
+    ``config.num_updates``) inside a ``shard_map`` over :data:`AXIS`, so each device trains
+    its own agents with no communication between agents (a NaN in one cannot reach another).
+    Cached on the arguments: new hparam values of the same shapes reuse the program.
     """
     mesh = mesh if mesh is not None else make_mesh()
     merged = None
     if progress is not None:
         merged = MergedHook(progress, len(mesh.local_devices), config.num_updates)
-    train = make_train(config, merged)
+    trainer = make_trainer(config, merged)
+    updates = config.num_updates if updates is None else updates
 
-    def agents(key_data: jax.Array, hparams: HParams) -> TrainResult:
-        return jax.vmap(train)(jax.random.wrap_key_data(key_data), hparams)
+    def agents(start: Any, hparams: HParams) -> TrainResult:
+        if resume:
+            state = start.replace(key=jax.random.wrap_key_data(start.key))
+        else:
+            state = jax.vmap(trainer.init)(jax.random.wrap_key_data(start), hparams)
+        return jax.vmap(trainer.run, in_axes=(0, 0, None))(state, hparams, updates)
 
     spec = PartitionSpec(AXIS)
     # Each device runs whole agents, so there is nothing for shard_map's check of which
@@ -419,11 +463,13 @@ def run(
     config: Config,
     hparams: HParams,
     seeds: int | Sequence[int] = 1,
-    progress: ProgressHook | None = None,
+    progress: ProgressHook | bool | None = None,
     *,
     chunk_size: int | None = None,
     devices: Sequence[jax.Device] | None = None,
     keep_state: bool = True,
+    state: RunnerState | None = None,
+    updates: int | None = None,
 ) -> SweepResult:
     """Trains every member × seed: one compiled program, sharded over devices, in chunks.
 
@@ -438,27 +484,53 @@ def run(
             unbatched for a single member.
         seeds: a count ``N`` (seeds ``0..N-1``) or explicit integer seeds. Member ``m``
             with seed ``s`` uses ``jax.random.key(s)``, exactly like a single run.
-        progress: optional host progress hook (see :func:`jaxpo.make_train`), called once
+        progress: ``True`` shows a :class:`~jaxpo.progress.ProgressDisplay` of the whole
+            run (every ``config.progress_interval`` updates, about 20 reports if that is 0);
+            a callable is a host progress hook (see :func:`jaxpo.make_train`), called once
             per report for the whole sweep, in each process for its own agents (see
-            :class:`MergedHook`).
+            :class:`MergedHook`); ``None`` or ``False`` compiles no hook in.
         chunk_size: agents per compiled call, to bound device memory (rounded up to a
             multiple of the device count). ``None``: all agents at once.
         devices: devices to shard over (default: all).
         keep_state: return the final runner states (``False`` keeps only metrics).
+        state: runner states ``[M, S, ...]`` to continue from (a previous result's
+            ``state`` or a checkpoint's), instead of fresh ones from the seeds' keys.
+        updates: updates to run (default ``config.num_updates``); with ``state``, running
+            ``k`` updates and then the rest from the returned state is the same
+            computation as one run.
 
     Returns:
         A :class:`SweepResult` with NumPy metrics ``[M, S, num_updates]``.
     """
+    if progress is True:
+        if config.progress_interval == 0:
+            config = config.replace(progress_interval=default_interval(config.num_updates))
+        total = plan(config, hparams, seeds, chunk_size, devices).total_updates
+        with DISPLAY_HOOK.showing(config, total) as hook:
+            return run(
+                config,
+                hparams,
+                seeds,
+                hook,
+                chunk_size=chunk_size,
+                devices=devices,
+                keep_state=keep_state,
+                state=state,
+                updates=updates,
+            )
+    progress = None if progress is False else progress
     seed_list = seed_array(seeds)
     validate_hparams(hparams)
     if not is_batched(hparams):
         hparams = stack(hparams, {}, 1)
     layout = plan(config, hparams, seed_list, chunk_size, devices)
     mesh = make_mesh(devices_for(layout.num_agents, devices))
-    fn, merged = make_sweep_fn(config, progress, mesh)
+    fn, merged = make_sweep_fn(config, progress, mesh, updates, state is not None)
     if merged is not None:
         merged.reset()
     key_data, per_agent = agent_inputs(hparams, seed_list)
+    if state is not None:
+        key_data = jax.tree.map(lambda x: np.reshape(x, (-1,) + np.shape(x)[2:]), state)
     padded = layout.chunk_size * layout.num_chunks
     index = np.concatenate(
         [np.arange(layout.num_agents), np.zeros(padded - layout.num_agents, int)]

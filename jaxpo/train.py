@@ -4,6 +4,12 @@
 ``lax.scan`` over ``config.num_updates``; it can be jitted, vmapped over keys and hparams, and
 sharded. The only host interaction is an optional progress hook compiled in when a hook is
 given and ``config.progress_interval > 0``.
+
+NaN safety: an update whose loss, gradient norm, parameters or update-rule state come out
+non-finite is skipped (the agent keeps its previous parameters and rule state exactly) and
+counted; after ``config.max_consecutive_skips`` consecutive skips the agent is marked failed
+and frozen for the rest of the run. Non-finite observations and rewards of each rollout are
+counted too. Every check is per agent, so under ``vmap`` agents stay independent.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import numpy as np
 from flax import struct
 
 from . import envs
-from .advantages import gae
+from .advantages import gae, vtrace
 from .algos import ALGORITHMS, Algorithm, Batch
+from .algos.base import RolloutData
 from .config import Config, validate_config
+from .grouped import group_batch
 from .hparams import HParams, validate_hparams
 from .losses import health
 from .networks import distribution, make_networks
@@ -37,7 +45,8 @@ class RunnerState:
     """Everything the training loop carries from one update to the next.
 
     Attributes:
-        params: ``{"actor": ..., "critic": ...}`` network parameters.
+        params: ``{"actor": ..., "critic": ...}`` network parameters (no ``"critic"`` for
+            the critic-free grouped algorithms).
         rule_state: the update rule's state (optimiser and algorithm state).
         env_state: the batched, wrapped environment state.
         obs: current observations, ``[num_envs, *obs_shape]``.
@@ -45,6 +54,10 @@ class RunnerState:
         update: number of updates done.
         episode_return: latest mean return of finished episodes (carried forward).
         episode_length: latest mean length of finished episodes (carried forward).
+        skipped: ``[]`` int32, updates skipped so far for non-finite results.
+        consecutive_skips: ``[]`` int32, the current run of skipped updates.
+        failed: ``[]`` bool, set after ``config.max_consecutive_skips`` consecutive skips;
+            a failed agent's parameters and rule state are not updated again.
     """
 
     params: Any
@@ -55,6 +68,9 @@ class RunnerState:
     update: jax.Array
     episode_return: jax.Array
     episode_length: jax.Array
+    skipped: jax.Array
+    consecutive_skips: jax.Array
+    failed: jax.Array
 
 
 class TrainResult(NamedTuple):
@@ -62,7 +78,11 @@ class TrainResult(NamedTuple):
 
     Attributes:
         state: the final :class:`RunnerState`.
-        metrics: flat dict of ``[num_updates]`` arrays (sweep axes in front under ``vmap``).
+        metrics: flat dict of ``[num_updates]`` arrays (sweep axes in front under ``vmap``):
+            the rollout's and the update rule's metrics and the NaN-safety ones,
+            ``update_skipped`` (1: the update was non-finite and not applied),
+            ``skipped_total``, ``failed`` (1: the agent is frozen from this update on) and
+            ``env_nonfinite`` (see :func:`nonfinite_entries`).
     """
 
     state: RunnerState
@@ -79,7 +99,8 @@ def make_env(config: Config) -> envs.Environment:
     env = envs.EpisodeStatistics(bare_env(config))
     if not env.is_discrete:
         env = envs.ClipAction(env, config.action_mode)
-    env = envs.VecEnv(env, config.num_envs)
+    group_size = config.group_size if ALGORITHMS[config.algo].grouped else 1
+    env = envs.VecEnv(env, config.num_envs, group_size)
     if config.normalize_obs:
         env = envs.NormalizeObservation(env)
     return env
@@ -125,6 +146,52 @@ def episode_means(
     )
 
 
+def nonfinite_entries(traj: Transition) -> jax.Array:
+    """Non-finite entries of a rollout's observations, final observations and rewards.
+
+    Args:
+        traj: a time-major rollout ``[T, B, ...]``; its rewards are the raw (unscaled) ones.
+
+    Returns:
+        ``[]`` float32 count (an observation can count twice: once in ``obs``, once in
+        ``final_obs``); positive when the environment emitted NaN or ±inf.
+    """
+    arrays = (traj.obs, traj.final_obs, traj.reward)
+    return sum(jnp.sum(~jnp.isfinite(x)) for x in arrays).astype(jnp.float32)
+
+
+def is_loss_metric(name: str) -> bool:
+    """Whether update metric ``name`` is a loss or a gradient norm (checked for finiteness)."""
+    return name == "loss" or name.endswith(("_loss", "grad_norm"))
+
+
+def finite_update(old: Any, new: Any, metrics: dict[str, jax.Array]) -> jax.Array:
+    """Whether an update is healthy: finite losses and gradient norms, no new non-finite values.
+
+    Every float entry of ``new`` must be finite or equal to its entry in ``old``: a rule
+    state may hold deliberate infinities (the bandit's ±inf bounds before any reward) and
+    keep them, but an update must not produce NaN or ±inf. A non-finite loss or gradient
+    normally reaches the parameters or the optimiser state too (Adam and the natural-gradient
+    steps propagate it); the loss and gradient-norm metrics are checked in case it does not.
+
+    Args:
+        old: the ``(params, rule_state)`` before the update.
+        new: the ``(params, rule_state)`` it returned, same structure.
+        metrics: the update rule's scalar metrics.
+
+    Returns:
+        ``[]`` bool.
+    """
+    ok = jnp.bool_(True)
+    for before, after in zip(jax.tree.leaves(old), jax.tree.leaves(new), strict=True):
+        if jnp.issubdtype(after.dtype, jnp.inexact):
+            ok &= jnp.all(jnp.isfinite(after) | (after == before))
+    for name, value in metrics.items():
+        if is_loss_metric(name):
+            ok &= jnp.all(jnp.isfinite(value))
+    return ok
+
+
 def _report(hook: ProgressHook, update: jax.Array, env_steps: int, ret: jax.Array) -> jax.Array:
     """Calls ``hook`` once per call site, however many ``vmap`` levels wrap it."""
 
@@ -135,6 +202,203 @@ def _report(hook: ProgressHook, update: jax.Array, env_steps: int, ret: jax.Arra
     return jax.pure_callback(
         host, jax.ShapeDtypeStruct((), jnp.int32), update, ret, vmap_method="expand_dims"
     )
+
+
+class Trainer(NamedTuple):
+    """Training in segments: ``init(key, hparams)``, then ``run(state, hparams, updates)``.
+
+    ``init`` returns the :class:`RunnerState` before the first update; ``run`` does
+    ``updates`` (static) more updates and returns a :class:`TrainResult`. ``run`` continues
+    from any state (its ``update`` counter included), so training in segments, with a
+    checkpoint between them, is the same computation as one call.
+    """
+
+    init: Callable[[jax.Array, HParams], RunnerState]
+    run: Callable[[RunnerState, HParams, int], TrainResult]
+
+
+def make_trainer(config: Config, progress: ProgressHook | None = None) -> Trainer:
+    """Builds the pure ``init`` and ``run`` of ``config`` (see :func:`make_train`)."""
+    validate_config(config)
+    algo = ALGORITHMS[config.algo]
+    env = make_env(config)
+    check_action_space(algo, env)
+    actor, critic = make_networks(config, env)
+    report = progress is not None and config.progress_interval > 0
+
+    def policy(params: Any) -> Callable[[jax.Array], Any]:
+        return lambda obs: distribution(actor.apply(params["actor"], obs))
+
+    def make_batch(
+        params: Any, traj: Transition, hparams: HParams, episode_return: jax.Array
+    ) -> tuple[Batch, jax.Array]:
+        values = critic.apply(params["critic"], traj.obs)
+        next_values = critic.apply(params["critic"], traj.final_obs)
+        done = jnp.logical_or(traj.terminated, traj.truncated)
+        terminated = traj.terminated if config.bootstrap_truncation else done
+        reward = traj.reward * hparams.reward_scale
+        inputs = (reward, values, next_values, terminated, done)
+        if config.advantage == "vtrace":
+            # π = μ at collection: ρ = min(ρ̄, 1), c = λ·min(c̄, 1).
+            advantages, returns = vtrace(
+                *inputs,
+                jnp.zeros_like(reward),
+                hparams.gamma,
+                hparams.gae_lambda,
+                hparams.vtrace_rho_bar,
+                hparams.vtrace_c_bar,
+            )
+        else:
+            advantages, returns = gae(*inputs, hparams.gamma, hparams.gae_lambda)
+
+        def flat(x: jax.Array) -> jax.Array:
+            return x.reshape((-1,) + x.shape[2:])
+
+        batch = jax.tree.map(
+            flat, Batch(traj.obs, traj.action, traj.log_prob, values, advantages, returns)
+        )
+        steps = jax.tree.map(flat, (reward, terminated, done, traj.final_obs))
+        batch = batch._replace(rollout=RolloutData(*steps, episode_return))
+        return batch, health.explained_variance(values, returns)
+
+    def collect(
+        state: RunnerState, key: jax.Array, hparams: HParams
+    ) -> tuple[Any, jax.Array, Batch, dict[str, jax.Array]]:
+        """One rollout from where the last one stopped, as an actor-critic batch."""
+        env_state, obs, traj = rollout(
+            env,
+            policy(state.params),
+            state.env_state,
+            state.obs,
+            key,
+            hparams.env_params,
+            config.num_steps,
+        )
+        ep_return, ep_length, ep_count = episode_means(
+            traj.info, state.episode_return, state.episode_length
+        )
+        batch, explained_var = make_batch(state.params, traj, hparams, ep_return)
+        return (
+            env_state,
+            obs,
+            batch,
+            {
+                "episode_return": ep_return,
+                "episode_length": ep_length,
+                "episodes": ep_count,
+                "explained_variance": explained_var,
+                "env_nonfinite": nonfinite_entries(traj),
+            },
+        )
+
+    def collect_groups(
+        state: RunnerState, key: jax.Array, hparams: HParams
+    ) -> tuple[Any, jax.Array, Batch, dict[str, jax.Array]]:
+        """Fresh groups of trajectories (see :mod:`jaxpo.grouped`)."""
+        k_reset, k_roll = jax.random.split(key)
+        env_state, ts = env.reset(k_reset, hparams.env_params)
+        env_state, obs, traj = rollout(
+            env,
+            policy(state.params),
+            env_state,
+            ts.obs,
+            k_roll,
+            hparams.env_params,
+            config.num_steps,
+        )
+        batch, metrics = group_batch(traj, hparams.gamma, config.group_size)
+        return env_state, obs, batch, {**metrics, "env_nonfinite": nonfinite_entries(traj)}
+
+    collect_batch = collect_groups if algo.grouped else collect
+
+    def checked_rule(hparams: HParams) -> Any:
+        if not isinstance(hparams, algo.hparams_cls):
+            raise TypeError(
+                f"algorithm {algo.name!r} takes {algo.hparams_cls.__name__}, "
+                f"got {type(hparams).__name__}"
+            )
+        validate_hparams(hparams)
+        return algo.make_update_rule(config, hparams, actor, critic)
+
+    def init(key: jax.Array, hparams: HParams) -> RunnerState:
+        rule = checked_rule(hparams)
+        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
+        env_state, ts = env.reset(k_env, hparams.env_params)
+        params = {"actor": actor.init(k_actor, ts.obs[:1])}
+        if not algo.grouped:
+            params["critic"] = critic.init(k_critic, ts.obs[:1])
+        zero = jnp.zeros((), jnp.float32)
+        return RunnerState(
+            params,
+            rule.init(params),
+            env_state,
+            ts.obs,
+            key,
+            jnp.int32(0),
+            zero,
+            zero,
+            skipped=jnp.int32(0),
+            consecutive_skips=jnp.int32(0),
+            failed=jnp.bool_(False),
+        )
+
+    def run(state: RunnerState, hparams: HParams, updates: int) -> TrainResult:
+        rule = checked_rule(hparams)
+
+        def one_update(state: RunnerState, step: jax.Array) -> tuple[RunnerState, Any]:
+            update = state.update
+            key, k_roll, k_update = jax.random.split(state.key, 3)
+            env_state, obs, batch, metrics = collect_batch(state, k_roll, hparams)
+            new_params, new_rule_state, rule_metrics = rule.update(
+                state.params, state.rule_state, batch, k_update
+            )
+            old, new = (state.params, state.rule_state), (new_params, new_rule_state)
+            finite = finite_update(old, new, rule_metrics)
+            # A skipped update, or any update of a failed agent, leaves both exactly as they were.
+            applied = jnp.logical_and(finite, ~state.failed)
+            params, rule_state = jax.tree.map(lambda a, b: jnp.where(applied, a, b), new, old)
+            skipped = state.skipped + (~finite).astype(jnp.int32)
+            consecutive = jnp.where(finite, 0, state.consecutive_skips + 1)
+            failed = jnp.logical_or(state.failed, consecutive >= config.max_consecutive_skips)
+            ep_return, ep_length = metrics["episode_return"], metrics["episode_length"]
+            metrics = {
+                **metrics,
+                **rule_metrics,
+                "update_skipped": (~finite).astype(jnp.float32),
+                "skipped_total": skipped.astype(jnp.float32),
+                "failed": failed.astype(jnp.float32),
+            }
+            if report:
+                # ``step`` (this segment's update index) is the same for every agent under
+                # vmap, so ``due`` stays unbatched and the cond really skips the callback.
+                due = jnp.logical_or(
+                    (step + 1) % config.progress_interval == 0, step + 1 == updates
+                )
+                token = jax.lax.cond(
+                    due,
+                    lambda: _report(progress, update + 1, config.batch_size, ep_return),
+                    lambda: jnp.int32(0),
+                )
+                metrics["episode_return"] = ep_return + token.astype(jnp.float32)
+            new_state = RunnerState(
+                params,
+                rule_state,
+                env_state,
+                obs,
+                key,
+                update + 1,
+                ep_return,
+                ep_length,
+                skipped,
+                consecutive,
+                failed,
+            )
+            return new_state, metrics
+
+        state, metrics = jax.lax.scan(one_update, state, jnp.arange(updates))
+        return TrainResult(state, metrics)
+
+    return Trainer(init, run)
 
 
 def make_train(
@@ -151,99 +415,12 @@ def make_train(
 
     Returns:
         ``train(key, hparams) -> TrainResult``; jittable and vmappable over both arguments.
+        It is ``trainer.run(trainer.init(key, hparams), hparams, config.num_updates)`` of
+        :func:`make_trainer`.
     """
-    validate_config(config)
-    algo = ALGORITHMS[config.algo]
-    env = make_env(config)
-    check_action_space(algo, env)
-    actor, critic = make_networks(config, env)
-    num_updates = config.num_updates
-    report = progress is not None and config.progress_interval > 0
+    trainer = make_trainer(config, progress)
 
-    def policy(params: Any) -> Callable[[jax.Array], Any]:
-        return lambda obs: distribution(actor.apply(params["actor"], obs))
-
-    def make_batch(params: Any, traj: Transition, hparams: HParams) -> tuple[Batch, jax.Array]:
-        values = critic.apply(params["critic"], traj.obs)
-        next_values = critic.apply(params["critic"], traj.final_obs)
-        done = jnp.logical_or(traj.terminated, traj.truncated)
-        terminated = traj.terminated if config.bootstrap_truncation else done
-        advantages, returns = gae(
-            traj.reward * hparams.reward_scale,
-            values,
-            next_values,
-            terminated,
-            done,
-            hparams.gamma,
-            hparams.gae_lambda,
-        )
-        flat = jax.tree.map(
-            lambda x: x.reshape((-1,) + x.shape[2:]),
-            Batch(traj.obs, traj.action, traj.log_prob, values, advantages, returns),
-        )
-        return flat, health.explained_variance(values, returns)
-
-    def train(key: jax.Array, hparams: HParams) -> Any:
-        if not isinstance(hparams, algo.hparams_cls):
-            raise TypeError(
-                f"algorithm {algo.name!r} takes {algo.hparams_cls.__name__}, "
-                f"got {type(hparams).__name__}"
-            )
-        validate_hparams(hparams)
-        rule = algo.make_update_rule(config, hparams, actor, critic)
-        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
-        env_params = hparams.env_params
-        env_state, ts = env.reset(k_env, env_params)
-        params = {
-            "actor": actor.init(k_actor, ts.obs[:1]),
-            "critic": critic.init(k_critic, ts.obs[:1]),
-        }
-        zero = jnp.zeros((), jnp.float32)
-        state = RunnerState(
-            params, rule.init(params), env_state, ts.obs, key, jnp.int32(0), zero, zero
-        )
-
-        def one_update(state: RunnerState, update: jax.Array) -> tuple[RunnerState, Any]:
-            key, k_roll, k_update = jax.random.split(state.key, 3)
-            env_state, obs, traj = rollout(
-                env,
-                policy(state.params),
-                state.env_state,
-                state.obs,
-                k_roll,
-                env_params,
-                config.num_steps,
-            )
-            batch, explained_var = make_batch(state.params, traj, hparams)
-            params, rule_state, rule_metrics = rule.update(
-                state.params, state.rule_state, batch, k_update
-            )
-            ep_return, ep_length, ep_count = episode_means(
-                traj.info, state.episode_return, state.episode_length
-            )
-            metrics = {
-                "episode_return": ep_return,
-                "episode_length": ep_length,
-                "episodes": ep_count,
-                "explained_variance": explained_var,
-                **rule_metrics,
-            }
-            if report:
-                due = jnp.logical_or(
-                    (update + 1) % config.progress_interval == 0, update + 1 == num_updates
-                )
-                token = jax.lax.cond(
-                    due,
-                    lambda: _report(progress, update + 1, config.batch_size, ep_return),
-                    lambda: jnp.int32(0),
-                )
-                metrics["episode_return"] = ep_return + token.astype(jnp.float32)
-            new_state = RunnerState(
-                params, rule_state, env_state, obs, key, state.update + 1, ep_return, ep_length
-            )
-            return new_state, metrics
-
-        state, metrics = jax.lax.scan(one_update, state, jnp.arange(num_updates))
-        return TrainResult(state, metrics)
+    def train(key: jax.Array, hparams: HParams) -> TrainResult:
+        return trainer.run(trainer.init(key, hparams), hparams, config.num_updates)
 
     return train

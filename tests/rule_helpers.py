@@ -6,6 +6,8 @@ import functools
 import jax
 import pytest
 
+from jaxpo.algos import actor_critic
+
 _CHEAP_CPU_COMPILE = {
     "xla_backend_optimization_level": 0,
     "xla_llvm_disable_expensive_passes": True,
@@ -20,15 +22,15 @@ def cheap_jit(fn=None, **kwargs):
     return jax.jit(fn, compiler_options=options, **kwargs)
 
 
-def capture_rule_parts(mp: pytest.MonkeyPatch, module) -> dict:
-    """Records (on ``mp``) the ``loss_fn`` and ``adaptation`` that ``module`` hands to
-    ``make_first_order_rule``, in the returned dict once the rule is built."""
+def capture_rule_parts(mp: pytest.MonkeyPatch) -> dict:
+    """Records (on ``mp``) the ``loss_fn`` and ``adaptation`` an actor-critic algorithm hands
+    to ``make_first_order_rule``, in the returned dict once the rule is built."""
     seen = {}
-    real = module.make_first_order_rule
+    real = actor_critic.make_first_order_rule
 
-    def spy(config, hparams, loss_fn, adaptation):
+    def spy(config, hparams, loss_fn, adaptation, relabel):
         seen.update(loss_fn=loss_fn, adaptation=adaptation)
-        return real(config, hparams, loss_fn, adaptation)
+        return real(config, hparams, loss_fn, adaptation, relabel)
 
-    mp.setattr(module, "make_first_order_rule", spy)
+    mp.setattr(actor_critic, "make_first_order_rule", spy)
     return seen

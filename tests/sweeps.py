@@ -1,5 +1,6 @@
-"""Shared helpers of the contract tests: count how often a sweep traces ``train``, and run a
-sweep, a second sweep with other values, and the single runs of every member."""
+"""Shared helpers of the contract tests: whether a program has a host callback compiled in,
+count how often a sweep traces ``train``, and run a sweep, a second sweep with other values,
+and the single runs of every member."""
 
 import jax
 import numpy as np
@@ -8,21 +9,27 @@ import pytest
 from jaxpo import make_train, sweep
 
 
+def compiles_callback(fn, *args) -> bool:
+    """Whether tracing ``fn(*args)`` puts a host callback (a progress hook) into the program."""
+    return "callback" in str(jax.make_jaxpr(fn)(*args))
+
+
 def count_traces(mp: pytest.MonkeyPatch) -> dict[str, int]:
-    """Wraps ``sweep.make_train`` (on ``mp``) so each trace of ``train`` adds one to ``["n"]``."""
+    """Wraps ``sweep.make_trainer`` (on ``mp``) so each trace of its ``run`` adds one to
+    ``["n"]``."""
     traces = {"n": 0}
-    real_make_train = sweep.make_train
+    real_make_trainer = sweep.make_trainer
 
-    def counting_make_train(config, progress=None):
-        train = real_make_train(config, progress)
+    def counting_make_trainer(config, progress=None):
+        trainer = real_make_trainer(config, progress)
 
-        def counted(key, hparams):
+        def counted(state, hparams, updates):
             traces["n"] += 1
-            return train(key, hparams)
+            return trainer.run(state, hparams, updates)
 
-        return counted
+        return trainer._replace(run=counted)
 
-    mp.setattr(sweep, "make_train", counting_make_train)
+    mp.setattr(sweep, "make_trainer", counting_make_trainer)
     return traces
 
 

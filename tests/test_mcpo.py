@@ -18,8 +18,6 @@ import pytest
 from rule_helpers import capture_rule_parts, cheap_jit
 from sweeps import sweep_twice_and_alone
 
-import jaxpo.algos.mcpo as mcpo_module
-import jaxpo.algos.ppo_kl as ppo_kl_module
 from jaxpo import Config, default_hparams, make_train, sweep
 from jaxpo.algos import ALGORITHMS, MCPOHParams, PPOKLHParams
 from jaxpo.algos.actor_critic import normalize
@@ -85,11 +83,11 @@ def ppo_kl_hparams(**overrides):
     return PPOKLHParams.create(None, **{**ALGORITHMS["ppo_kl"].defaults, **overrides})
 
 
-def rule_parts(module, make_rule, hparams, kind, config=RULE_CONFIG):
+def rule_parts(make_rule, hparams, kind, config=RULE_CONFIG):
     """``(rule, loss_fn, adaptation)``: the loss function and adaptation the rule hands to
     make_first_order_rule, captured."""
     with pytest.MonkeyPatch.context() as mp:
-        seen = capture_rule_parts(mp, module)
+        seen = capture_rule_parts(mp)
         rule = make_rule(config, hparams, actor_of(kind), CRITIC)
     return rule, seen["loss_fn"], seen["adaptation"]
 
@@ -103,9 +101,9 @@ class JittedRule(NamedTuple):
     update: Any
 
 
-def jitted_rule(module, make_rule):
+def jitted_rule(make_rule):
     def parts(kind, hp):
-        return rule_parts(module, make_rule, hp, kind)
+        return rule_parts(make_rule, hp, kind)
 
     @cheap_jit(static_argnums=0)
     def init(kind, hp, params):
@@ -126,8 +124,8 @@ def jitted_rule(module, make_rule):
     return JittedRule(init, prepare, loss, update)
 
 
-MCPO_RULE = jitted_rule(mcpo_module, make_mcpo_rule)
-PPO_KL_RULE = jitted_rule(ppo_kl_module, make_ppo_kl_rule)
+MCPO_RULE = jitted_rule(make_mcpo_rule)
+PPO_KL_RULE = jitted_rule(make_ppo_kl_rule)
 
 
 def log_prob_of(kind, actor_params, obs, action):
@@ -375,7 +373,7 @@ def test_attention_config_knobs():
     for hidden, steps, lr in ((16, 1, 0.0), (7, 3, 1e-2)):
         config = RULE_CONFIG.replace(attention_hidden=hidden, attention_steps=steps)
         rule, _, adaptation = rule_parts(
-            mcpo_module, make_mcpo_rule, mcpo_hparams(attention_lr=lr), kind, config
+            make_mcpo_rule, mcpo_hparams(attention_lr=lr), kind, config
         )
         state = with_memory(rule.init(params)["algo"], memory, filled)
         assert state.attention["params"]["Dense_0"]["kernel"].shape == (3, hidden)
@@ -578,7 +576,7 @@ def test_finish_writes_pi_old_into_the_slot_memory_replace_picks(replace, slot):
     batch = make_batch(kind, params, seed=5)
     memory = stacked(*(perturb(params["actor"], 20 + i, 0.3) for i in range(N_SLOTS)))
     config = RULE_CONFIG.replace(memory_replace=replace)
-    rule, _, adaptation = rule_parts(mcpo_module, make_mcpo_rule, mcpo_hparams(), kind, config)
+    rule, _, adaptation = rule_parts(make_mcpo_rule, mcpo_hparams(), kind, config)
     state = with_memory(rule.init(params)["algo"], memory, [True] * N_SLOTS, [5, 1, 2, 3])
     state, prepared = adaptation.prepare(params, state, batch)
     state = state._replace(slot_kl=jnp.array([0.3, 0.05, 0.2, 0.4]))  # all above 0.01

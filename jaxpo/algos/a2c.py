@@ -18,10 +18,9 @@ from .actor_critic import (
     ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_loss,
+    make_actor_critic_rule,
 )
 from .base import Algorithm, UpdateRule
-from .first_order import make_first_order_rule
 
 DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "learning_rate": 7e-4}
 
@@ -34,8 +33,7 @@ def make_a2c_rule(
     def policy_term(inputs: PolicyInputs, _: Any) -> tuple[jax.Array, dict]:
         return policy_gradient(inputs.log_prob, inputs.advantages), {}
 
-    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term)
-    return make_first_order_rule(config, hparams, loss_fn)
+    return make_actor_critic_rule(config, hparams, actor, critic, policy_term)
 
 
 A2C = Algorithm(

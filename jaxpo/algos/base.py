@@ -19,8 +19,35 @@ from ..hparams import HParams
 from ..networks import Actor, Critic
 
 
+class RolloutData(NamedTuple):
+    """What an update rule may re-read of the rollout behind a batch (never shuffled).
+
+    Arrays are flattened time-major like the batch (``reshape(num_steps, num_envs)``
+    restores ``[T, B]``).
+
+    Attributes:
+        reward: scaled rewards, ``[N]``.
+        terminated: the value after the step is 0 (bootstrap cut), ``[N]`` bool.
+        done: the episode ended at the step (terminated or truncated), ``[N]`` bool.
+        next_obs: the observation each step led to before any auto-reset, ``[N, *obs_shape]``.
+        episode_return: mean raw return of the episodes that finished in the rollout
+            (carried forward from earlier rollouts if none did), scalar.
+    """
+
+    reward: jax.Array
+    terminated: jax.Array
+    done: jax.Array
+    next_obs: jax.Array
+    episode_return: jax.Array
+
+
 class Batch(NamedTuple):
     """One update's data, flattened to ``N = num_envs * num_steps`` samples.
+
+    Grouped (critic-free) algorithms get trajectories instead: every per-sample array is
+    ``[E, H, ...]`` (``E = num_envs`` trajectories of horizon ``H = num_steps``),
+    ``advantages`` and ``returns`` are ``[E]``, ``values`` is ``None`` and
+    ``extras["mask"]`` ``[E, H]`` marks the steps before each trajectory's end.
 
     Attributes:
         obs: ``[N, *obs_shape]``.
@@ -33,6 +60,8 @@ class Batch(NamedTuple):
             ``[N, ...]``, for algorithms whose loss needs a closed-form KL to π_old (filled by
             their update rule; ``None`` otherwise).
         extras: other per-sample arrays an algorithm's rule adds (shuffled with the batch).
+        rollout: the :class:`RolloutData` of actor-critic batches (``None`` for grouped
+            ones); update rules drop it before splitting the batch into minibatches.
     """
 
     obs: jax.Array
@@ -43,6 +72,7 @@ class Batch(NamedTuple):
     returns: jax.Array
     old_outputs: Any = None
     extras: Any = None
+    rollout: RolloutData | None = None
 
 
 class UpdateRule(NamedTuple):
@@ -74,6 +104,9 @@ class Algorithm(NamedTuple):
         continuous: supports continuous (Box) action spaces.
         config_defaults: static config fields that define the method (e.g. A2C's one
             full-batch step per rollout), applied by ``presets.get`` under any preset.
+        grouped: critic-free and trained on groups of whole trajectories that share a start
+            state (GRPO family): every update resets the envs, rolls ``num_steps`` steps and
+            builds a trajectory batch (see :class:`Batch`); there is no value network.
     """
 
     name: str
@@ -83,3 +116,4 @@ class Algorithm(NamedTuple):
     discrete: bool = True
     continuous: bool = True
     config_defaults: Mapping[str, Any] = MappingProxyType({})
+    grouped: bool = False

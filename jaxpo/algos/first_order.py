@@ -23,6 +23,10 @@ from .base import Batch, UpdateRule
 #: ``loss_fn(params, minibatch, algo_state) -> (loss, metrics)``.
 LossFn = Callable[[Any, Batch, Any], tuple[jax.Array, dict[str, jax.Array]]]
 
+#: ``relabel(params, batch) -> batch``: recomputes advantages and targets with the current
+#: parameters at the start of every epoch (V-trace's off-policy correction).
+Relabel = Callable[[Any, Batch], Batch]
+
 
 class Adaptation(NamedTuple):
     """Algorithm state carried across updates, beside the optimiser state.
@@ -74,13 +78,18 @@ def shuffled_minibatches(key: jax.Array, batch: Batch, num_minibatches: int) -> 
 
 
 def make_first_order_rule(
-    config: Config, hparams: HParams, loss_fn: LossFn, adaptation: Adaptation = STATELESS
+    config: Config,
+    hparams: HParams,
+    loss_fn: LossFn,
+    adaptation: Adaptation = STATELESS,
+    relabel: Relabel | None = None,
 ) -> UpdateRule:
     """Epochs × minibatches of gradient steps on ``loss_fn(params, minibatch, algo_state)``.
 
-    The rule's state is ``{"opt": optimiser state, "algo": algorithm state}``. Metrics are
-    the loss function's metrics and the pre-clip gradient norm, averaged over every
-    minibatch step of the update, then the adaptation's metrics.
+    Each epoch reshuffles the batch (without its ``rollout`` data, after ``relabel`` if
+    one is given). The rule's state is ``{"opt": optimiser state, "algo": algorithm
+    state}``. Metrics are the loss function's metrics and the pre-clip gradient norm,
+    averaged over every minibatch step of the update, then the adaptation's metrics.
     """
     tx = make_optimizer(config, hparams)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -101,7 +110,10 @@ def make_first_order_rule(
             return (params, opt_state), metrics
 
         def epoch(carry: tuple[Any, Any], key: jax.Array) -> tuple[tuple[Any, Any], Any]:
-            minibatches = shuffled_minibatches(key, batch, config.num_minibatches)
+            data = batch if relabel is None else relabel(carry[0], batch)
+            minibatches = shuffled_minibatches(
+                key, data._replace(rollout=None), config.num_minibatches
+            )
             return jax.lax.scan(minibatch_step, carry, minibatches)
 
         keys = jax.random.split(key, config.update_epochs)

@@ -49,12 +49,12 @@ from .actor_critic import (
     ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_loss,
+    make_actor_critic_rule,
     normalize,
     record_old_outputs,
 )
 from .base import Algorithm, Batch, UpdateRule
-from .first_order import Adaptation, make_first_order_rule
+from .first_order import Adaptation
 
 #: Slot features fed to the attention network: gain, KL to π_old, min(age, N) / N.
 NUM_FEATURES = 3
@@ -294,8 +294,9 @@ def make_mcpo_rule(
         return state._replace(memory=memory, filled=filled, age=age), metrics
 
     adaptation = Adaptation(init=init, prepare=prepare, finish=finish)
-    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term)
-    return make_first_order_rule(config, hparams, loss_fn, adaptation)
+    return make_actor_critic_rule(
+        config, hparams, actor, critic, policy_term, adaptation=adaptation
+    )
 
 
 MCPO = Algorithm(

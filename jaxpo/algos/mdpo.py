@@ -23,12 +23,12 @@ from .actor_critic import (
     ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_loss,
+    make_actor_critic_rule,
     mean_kl_after,
     record_old_outputs,
 )
 from .base import Algorithm, Batch, UpdateRule
-from .first_order import Adaptation, make_first_order_rule
+from .first_order import Adaptation
 
 
 @struct.dataclass
@@ -77,9 +77,9 @@ def make_mdpo_rule(
     adaptation = Adaptation(
         init=lambda params: jnp.int32(1), prepare=record_old_outputs(actor), finish=finish
     )
-    v_clip = hparams.value_clip if config.clip_value_loss else None
-    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term, v_clip)
-    return make_first_order_rule(config, hparams, loss_fn, adaptation)
+    return make_actor_critic_rule(
+        config, hparams, actor, critic, policy_term, lambda _: hparams.value_clip, adaptation
+    )
 
 
 MDPO = Algorithm(

@@ -15,10 +15,9 @@ from .actor_critic import (
     ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_loss,
+    make_actor_critic_rule,
 )
 from .base import Algorithm, UpdateRule
-from .first_order import make_first_order_rule
 
 
 @struct.dataclass
@@ -37,17 +36,22 @@ class PPOHParams(ActorCriticHParams):
 DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "clip_eps": 0.2}
 
 
+def clipped_term(inputs: PolicyInputs, clip_eps: jax.Array) -> tuple[jax.Array, dict]:
+    """PPO's per-sample policy term ``ppo_clip`` with ε = ``clip_eps``, and its clip fraction."""
+    log_ratio = jax.lax.stop_gradient(inputs.log_prob - inputs.batch.log_prob)
+    loss = ppo_clip(inputs.log_prob, inputs.batch.log_prob, inputs.advantages, clip_eps)
+    return loss, {"clip_frac": health.clip_fraction(log_ratio, clip_eps)}
+
+
 def make_ppo_rule(config: Config, hparams: PPOHParams, actor: Actor, critic: Critic) -> UpdateRule:
     """PPO's update rule: epochs × minibatches on ppo_clip + c_v·value_loss − c_e·H."""
 
     def policy_term(inputs: PolicyInputs, _: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
-        log_ratio = jax.lax.stop_gradient(inputs.log_prob - inputs.batch.log_prob)
-        loss = ppo_clip(inputs.log_prob, inputs.batch.log_prob, inputs.advantages, hparams.clip_eps)
-        return loss, {"clip_frac": health.clip_fraction(log_ratio, hparams.clip_eps)}
+        return clipped_term(inputs, hparams.clip_eps)
 
-    v_clip = hparams.clip_eps if config.clip_value_loss else None
-    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term, v_clip)
-    return make_first_order_rule(config, hparams, loss_fn)
+    return make_actor_critic_rule(
+        config, hparams, actor, critic, policy_term, value_clip=lambda _: hparams.clip_eps
+    )
 
 
 PPO = Algorithm(
@@ -57,4 +61,4 @@ PPO = Algorithm(
     make_update_rule=make_ppo_rule,
 )
 
-__all__ = ["PPO", "PPOHParams", "make_ppo_rule"]
+__all__ = ["PPO", "PPOHParams", "clipped_term", "make_ppo_rule"]

@@ -21,12 +21,12 @@ from .actor_critic import (
     ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_loss,
+    make_actor_critic_rule,
     mean_kl_after,
     record_old_outputs,
 )
 from .base import Algorithm, Batch, UpdateRule
-from .first_order import Adaptation, make_first_order_rule
+from .first_order import Adaptation
 
 
 @struct.dataclass
@@ -69,8 +69,9 @@ def make_ppo_kl_rule(
         prepare=record_old_outputs(actor),
         finish=finish,
     )
-    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term)
-    return make_first_order_rule(config, hparams, loss_fn, adaptation)
+    return make_actor_critic_rule(
+        config, hparams, actor, critic, policy_term, adaptation=adaptation
+    )
 
 
 PPO_KL = Algorithm(

@@ -1,0 +1,110 @@
+"""Adaptive-PPO: PPO-clip whose ε is chosen every update by a UCB1 bandit.
+
+The arms are the static ``config.clip_candidates``. Before each update the arm used by the
+previous update is rewarded with the return improvement it led to, R_u − R_{u−1}, where R_u
+is the mean return of the episodes that finished in rollout u (carried forward when none
+did); the bandit normalises rewards into [0, 1] by the range seen so far (see
+:mod:`jaxpo.bandit`). The UCB1 arm then sets ε of this update's ratio clip (and of the value
+clip). With a single candidate it is PPO with that ε.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from ..bandit import ucb_init, ucb_observe, ucb_select
+from ..config import Config
+from ..networks import Actor, Critic
+from .actor_critic import (
+    ACTOR_CRITIC_DEFAULTS,
+    ActorCriticHParams,
+    PolicyInputs,
+    make_actor_critic_rule,
+)
+from .base import Algorithm, Batch, UpdateRule
+from .first_order import Adaptation
+from .ppo import clipped_term
+
+
+@struct.dataclass
+class AdaptivePPOHParams(ActorCriticHParams):
+    """Adaptive-PPO's traced hyperparameters.
+
+    Attributes:
+        ucb_coef: c, the UCB1 exploration coefficient, ≥ 0.
+    """
+
+    ucb_coef: jax.Array
+
+    BOUNDS: ClassVar = {"ucb_coef": (0.0, None, True, False)}
+
+
+DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "ucb_coef": 1.0}
+
+
+def clip_bandit(config: Config, hparams: AdaptivePPOHParams) -> Adaptation:
+    """The bandit as algorithm state; ``prepare`` rewards the last arm and picks the next."""
+    candidates = jnp.asarray(config.clip_candidates, jnp.float32)
+    num_arms = len(config.clip_candidates)
+
+    def init(params: Any) -> dict[str, Any]:
+        return {
+            "bandit": ucb_init(num_arms),
+            "arm": jnp.int32(0),
+            "picks": jnp.zeros((num_arms,), jnp.float32),
+            "last_return": jnp.float32(0.0),
+            "started": jnp.bool_(False),
+        }
+
+    def prepare(params: Any, state: dict[str, Any], batch: Batch) -> tuple[Any, Batch]:
+        ret = batch.rollout.episode_return
+        rewarded = ucb_observe(state["bandit"], state["arm"], ret - state["last_return"])
+        bandit = jax.tree.map(
+            lambda new, old: jnp.where(state["started"], new, old), rewarded, state["bandit"]
+        )
+        arm = ucb_select(bandit, hparams.ucb_coef)
+        state = {
+            "bandit": bandit,
+            "arm": arm,
+            "picks": state["picks"].at[arm].add(1.0),
+            "last_return": ret,
+            "started": jnp.bool_(True),
+        }
+        return state, batch
+
+    def finish(state: dict[str, Any], old: Any, new: Any, batch: Batch) -> tuple[Any, dict]:
+        picks = {f"arm_picks_{k}": state["picks"][k] for k in range(num_arms)}
+        return state, {"clip_eps": candidates[state["arm"]], **picks}
+
+    return Adaptation(init=init, prepare=prepare, finish=finish)
+
+
+def make_adaptive_ppo_rule(
+    config: Config, hparams: AdaptivePPOHParams, actor: Actor, critic: Critic
+) -> UpdateRule:
+    """PPO's rule with ε = clip_candidates[arm] from the bandit state."""
+    candidates = jnp.asarray(config.clip_candidates, jnp.float32)
+
+    def clip_eps(state: dict[str, Any]) -> jax.Array:
+        return candidates[state["arm"]]
+
+    def policy_term(inputs: PolicyInputs, state: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return clipped_term(inputs, clip_eps(state))
+
+    return make_actor_critic_rule(
+        config, hparams, actor, critic, policy_term, clip_eps, clip_bandit(config, hparams)
+    )
+
+
+ADAPTIVE_PPO = Algorithm(
+    name="adaptive_ppo",
+    hparams_cls=AdaptivePPOHParams,
+    defaults=DEFAULTS,
+    make_update_rule=make_adaptive_ppo_rule,
+)
+
+__all__ = ["ADAPTIVE_PPO", "AdaptivePPOHParams", "make_adaptive_ppo_rule"]
