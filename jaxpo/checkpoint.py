@@ -1,7 +1,7 @@
 """Saving and restoring whole training runs with orbax.
 
-A checkpoint directory holds ``run.json`` (the static config, the seeds and the update
-count) and ``checkpoint/`` (an orbax checkpoint of every array: the runner states of all
+A checkpoint directory holds ``run.json`` (the static config and the seeds) and
+``checkpoint/`` (an orbax checkpoint of every array: the runner states of all
 agents, their hparams and the metrics so far). The runner state is complete: parameters,
 optimiser state, algorithm state (PPO-KL's β, MCPO's memory, the bandit of Adaptive-PPO,
 ...), the environment state (observation-normaliser statistics included), the PRNG key (as
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -97,16 +98,21 @@ def save(
         "hparams": _numbered(jax.tree.leaves(hparams)),
         "metrics": {k: np.asarray(v) for k, v in metrics.items()},
     }
+    # Write the new arrays beside the old ones and swap them in, so that an interruption
+    # leaves the previous checkpoint (or, between the two renames, the new one) loadable.
+    fresh, stale = directory / f"{ARRAYS}.new", directory / f"{ARRAYS}.old"
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(directory / ARRAYS, arrays, force=True)
+    checkpointer.save(fresh, arrays, force=True)
     checkpointer.wait_until_finished()
-    update = int(np.asarray(state.update).reshape(-1)[0])
-    run = {
-        "config": dataclasses.asdict(config),
-        "seeds": [int(s) for s in np.asarray(seeds)],
-        "update": update,
-    }
-    (directory / RUN_FILE).write_text(json.dumps(run, indent=2))
+    run = {"config": dataclasses.asdict(config), "seeds": [int(s) for s in np.asarray(seeds)]}
+    partial = directory / f"{RUN_FILE}.new"
+    partial.write_text(json.dumps(run, indent=2))
+    if (directory / ARRAYS).exists():
+        shutil.rmtree(stale, ignore_errors=True)
+        (directory / ARRAYS).rename(stale)
+    fresh.rename(directory / ARRAYS)
+    partial.replace(directory / RUN_FILE)
+    shutil.rmtree(stale, ignore_errors=True)
     return directory
 
 
@@ -117,13 +123,17 @@ def load(directory: str | Path) -> Checkpoint:
         FileNotFoundError: ``directory`` holds no checkpoint.
     """
     directory = Path(directory).absolute()
-    if not (directory / RUN_FILE).exists() or not (directory / ARRAYS).exists():
+    arrays_dir = directory / ARRAYS
+    if not arrays_dir.exists() and (directory / f"{ARRAYS}.old").exists():
+        arrays_dir = directory / f"{ARRAYS}.old"  # interrupted between the two renames
+    if not (directory / RUN_FILE).exists() or not arrays_dir.exists():
         raise FileNotFoundError(f"no jaxpo checkpoint in {directory} (expected {RUN_FILE})")
     run = json.loads((directory / RUN_FILE).read_text())
     config = config_from_dict(run["config"])
-    arrays = ocp.StandardCheckpointer().restore(directory / ARRAYS)
+    arrays = ocp.StandardCheckpointer().restore(arrays_dir)
     state_def, hparams_def = state_template(config)
     state = jax.tree.unflatten(state_def, _ordered(arrays["state"]))
     hparams = jax.tree.unflatten(hparams_def, _ordered(arrays["hparams"]))
     metrics = {k: np.asarray(v) for k, v in arrays["metrics"].items()}
-    return Checkpoint(config, hparams, np.asarray(run["seeds"]), state, metrics, run["update"])
+    update = int(np.asarray(state.update).reshape(-1)[0])
+    return Checkpoint(config, hparams, np.asarray(run["seeds"]), state, metrics, update)

@@ -119,12 +119,18 @@ def apply_sets(
 
 def add_run_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:
     """The arguments ``train`` and ``sweep`` share: algorithm, env, seeds, budget, overrides."""
+    # None marks "not given" (the defaults are filled in by ``setup``) so that ``--resume``
+    # can refuse what it would otherwise ignore.
     parser.add_argument(
-        "--algo", default="ppo", help=f"algorithm: {', '.join(ALGORITHMS)} (default: ppo)"
+        "--algo", default=None, help=f"algorithm: {', '.join(ALGORITHMS)} (default: ppo)"
     )
-    parser.add_argument("--env", default="gymnax:CartPole-v1", help="env id, backend:name")
-    parser.add_argument("--seeds", type=int, default=4, help="number of seeds, vmapped (default 4)")
-    parser.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument(
+        "--env", default=None, help="env id, backend:name (default: gymnax:CartPole-v1)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds, vmapped (default 4)"
+    )
+    parser.add_argument("--seed-offset", type=int, default=None, help="first seed (default 0)")
     parser.add_argument("--total-timesteps", type=int, default=None, help="env steps per seed")
     parser.add_argument(
         "--set",
@@ -260,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="continue the run checkpointed in DIR (its config, hparams and seeds; "
-        "--total-timesteps may extend it)",
+        "--total-timesteps may extend it, which also stretches anneal_lr's schedule)",
     )
     members = sub.add_parser("sweep", help="train many hparam members x seeds in one program")
     add_run_arguments(members, "runs/sweep_ALGO_ENV")
@@ -277,16 +283,24 @@ def setup(args: argparse.Namespace) -> tuple[Config, HParams, np.ndarray]:
     """
     from . import presets
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    config, hparams = presets.get(args.algo, args.env)
+    seeds = 4 if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    config, hparams = presets.get(args.algo or "ppo", args.env or "gymnax:CartPole-v1")
     if args.total_timesteps is not None:
         config = config.replace(total_timesteps=args.total_timesteps)
     config, hparams = apply_sets(config, hparams, args.set)
+    config = with_progress(args, config)
+    offset = args.seed_offset or 0
+    return config, hparams, np.arange(offset, offset + seeds)
+
+
+def with_progress(args: argparse.Namespace, config: Config) -> Config:
+    """``config`` with the progress interval of ``--progress-interval``/``--no-progress``."""
     interval = args.progress_interval or default_interval(config.num_updates)
     config = config.replace(progress_interval=0 if args.no_progress else interval)
     validate_config(config)
-    return config, hparams, np.arange(args.seed_offset, args.seed_offset + args.seeds)
+    return config
 
 
 def output_dir(args: argparse.Namespace, config: Config, prefix: str) -> Path:
@@ -357,14 +371,27 @@ def start_or_resume(
     if args.resume is None:
         config, hparams, seeds = setup(args)
         return config, sweep.stack(hparams, {}, 1), seeds, output_dir(args, config, ""), None
-    if args.set:
-        raise ValueError("--resume continues a run as it was saved; --set cannot change it")
+    given = [
+        flag
+        for flag, value in (
+            ("--set", args.set),
+            ("--algo", args.algo),
+            ("--env", args.env),
+            ("--seeds", args.seeds),
+            ("--seed-offset", args.seed_offset),
+        )
+        if value not in (None, [])
+    ]
+    if given:
+        raise ValueError(
+            f"--resume continues a run with the config, hparams and seeds it saved; "
+            f"drop {', '.join(given)}"
+        )
     saved = checkpoint.load(args.resume)
     config = saved.config
     if args.total_timesteps is not None:
         config = config.replace(total_timesteps=args.total_timesteps)
-    config = config.replace(progress_interval=0 if args.no_progress else config.progress_interval)
-    validate_config(config)
+    config = with_progress(args, config)
     if saved.update > config.num_updates:
         raise ValueError(
             f"--resume: the run already did {saved.update} updates, more than the "

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import envs
+
+if TYPE_CHECKING:  # the algorithms import this module
+    from .algos.base import Algorithm
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
 FISHER_FORMS = ("gauss_newton", "kl_hessian")
@@ -221,7 +224,7 @@ def validate_config(config: Config) -> None:
         )
 
 
-def validate_family(config: Config, algo: Any) -> None:
+def validate_family(config: Config, algo: Algorithm) -> None:
     """Checks the fields that only some algorithm families accept."""
     from .algos.actor_critic import ActorCriticHParams
 

@@ -120,9 +120,15 @@ def scalar_curves(metrics: Mapping[str, np.ndarray], seeds: Sequence[int]) -> di
 def write_tensorboard(
     logdir: Path, curves: Mapping[str, np.ndarray], steps_per_update: int
 ) -> None:
-    """Writes ``curves`` (``{tag: [U]}``) as TensorBoard scalars, step = env steps per agent."""
+    """Writes ``curves`` (``{tag: [U]}``) as TensorBoard scalars, step = env steps per agent.
+
+    The curves are a run's whole history (a resumed run's included), so event files already
+    in ``logdir`` are replaced rather than added to.
+    """
     from tensorboardX import SummaryWriter  # imported only when asked for (~0.1 s)
 
+    for old in Path(logdir).glob("events.out.tfevents.*"):
+        old.unlink()
     with SummaryWriter(str(logdir)) as writer:
         for tag, curve in curves.items():
             for u, value in enumerate(curve.tolist()):

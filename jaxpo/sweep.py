@@ -316,20 +316,22 @@ class MergedHook:
     Each device calls the hook with its own agents' returns; this waits until all
     ``shards`` local devices reported an update, then calls ``hook`` once with every
     local agent's return (order across devices unspecified; a partly filled last chunk's
-    padding, copies of agent 0, included). Updates of later chunks continue the count:
-    chunk ``c``'s update ``u`` is reported as ``c * num_updates + u``. With several
-    processes, each one's hook sees its own devices' agents.
+    padding, copies of agent 0, included). Updates of later chunks continue the count: a run
+    of ``updates`` updates from update ``start`` reports chunk ``c``'s update ``start + u`` as
+    ``start + c * updates + u``. With several processes, each one's hook sees its own
+    devices' agents.
     """
 
-    def __init__(self, hook: ProgressHook, shards: int, num_updates: int) -> None:
-        self.hook, self.shards, self.num_updates = hook, shards, num_updates
+    def __init__(self, hook: ProgressHook, shards: int) -> None:
+        self.hook, self.shards = hook, shards
         self._lock = threading.Lock()
-        self.reset()
+        self.reset(0, 1)
 
-    def reset(self) -> None:
-        """Forgets partial reports and restarts the count (at the start of a sweep)."""
+    def reset(self, start: int, updates: int) -> None:
+        """Forgets partial reports; counts a run of ``updates`` updates from ``start``."""
         self._pending: dict[int, list[np.ndarray]] = {}
-        self._offset = 0
+        self._offset, self._last = 0, start + updates
+        self._updates = updates
 
     def __call__(self, update: int, env_steps: int, returns: np.ndarray) -> None:
         """Records one device's report of ``update``; forwards once all shards reported."""
@@ -340,8 +342,8 @@ class MergedHook:
                 return
             del self._pending[update]
             done = self._offset + update
-            if update == self.num_updates:
-                self._offset += self.num_updates
+            if update == self._last:
+                self._offset += self._updates
             self.hook(done, env_steps // update * done, np.concatenate(parts))
 
 
@@ -397,7 +399,7 @@ def make_sweep_fn(
     mesh = mesh if mesh is not None else make_mesh()
     merged = None
     if progress is not None:
-        merged = MergedHook(progress, len(mesh.local_devices), config.num_updates)
+        merged = MergedHook(progress, len(mesh.local_devices))
     trainer = make_trainer(config, merged)
     updates = config.num_updates if updates is None else updates
 
@@ -495,18 +497,22 @@ def run(
         keep_state: return the final runner states (``False`` keeps only metrics).
         state: runner states ``[M, S, ...]`` to continue from (a previous result's
             ``state`` or a checkpoint's), instead of fresh ones from the seeds' keys.
-        updates: updates to run (default ``config.num_updates``); with ``state``, running
-            ``k`` updates and then the rest from the returned state is the same
-            computation as one run.
+        updates: updates to run (default: up to ``config.num_updates``, from where
+            ``state`` stopped); with ``state``, running ``k`` updates and then the rest from
+            the returned state is the same computation as one run.
 
     Returns:
         A :class:`SweepResult` with NumPy metrics ``[M, S, num_updates]``.
     """
+    start = 0 if state is None else int(np.ravel(state.update)[0])
+    updates = config.num_updates - start if updates is None else updates
+    if updates < 0:
+        raise ValueError(f"updates must be >= 0, got {updates}")
     if progress is True:
         if config.progress_interval == 0:
             config = config.replace(progress_interval=default_interval(config.num_updates))
-        total = plan(config, hparams, seeds, chunk_size, devices).total_updates
-        with DISPLAY_HOOK.showing(config, total) as hook:
+        chunks = plan(config, hparams, seeds, chunk_size, devices).num_chunks
+        with DISPLAY_HOOK.showing(config, start + chunks * updates) as hook:
             return run(
                 config,
                 hparams,
@@ -525,9 +531,10 @@ def run(
         hparams = stack(hparams, {}, 1)
     layout = plan(config, hparams, seed_list, chunk_size, devices)
     mesh = make_mesh(devices_for(layout.num_agents, devices))
-    fn, merged = make_sweep_fn(config, progress, mesh, updates, state is not None)
+    fn_updates = None if updates == config.num_updates else updates  # one cache entry
+    fn, merged = make_sweep_fn(config, progress, mesh, fn_updates, state is not None)
     if merged is not None:
-        merged.reset()
+        merged.reset(start, updates)
     key_data, per_agent = agent_inputs(hparams, seed_list)
     if state is not None:
         key_data = jax.tree.map(lambda x: np.reshape(x, (-1,) + np.shape(x)[2:]), state)

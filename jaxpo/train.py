@@ -218,7 +218,20 @@ class Trainer(NamedTuple):
 
 
 def make_trainer(config: Config, progress: ProgressHook | None = None) -> Trainer:
-    """Builds the pure ``init`` and ``run`` of ``config`` (see :func:`make_train`)."""
+    """Builds the pure ``init`` and ``run`` of ``config``.
+
+    Static checks (config fields, env id, action space) run here, before anything is traced.
+
+    Args:
+        config: the static configuration.
+        progress: optional host hook, called every ``config.progress_interval`` updates of a
+            ``run`` and at its last update (nothing is compiled in when it is ``None`` or the
+            interval is 0).
+
+    Returns:
+        A :class:`Trainer`; both functions are jittable and vmappable over states, keys and
+        hparams.
+    """
     validate_config(config)
     algo = ALGORITHMS[config.algo]
     env = make_env(config)
@@ -230,7 +243,11 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
         return lambda obs: distribution(actor.apply(params["actor"], obs))
 
     def make_batch(
-        params: Any, traj: Transition, hparams: HParams, episode_return: jax.Array
+        params: Any,
+        traj: Transition,
+        hparams: HParams,
+        episode_return: jax.Array,
+        episodes: jax.Array,
     ) -> tuple[Batch, jax.Array]:
         values = critic.apply(params["critic"], traj.obs)
         next_values = critic.apply(params["critic"], traj.final_obs)
@@ -258,7 +275,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
             flat, Batch(traj.obs, traj.action, traj.log_prob, values, advantages, returns)
         )
         steps = jax.tree.map(flat, (reward, terminated, done, traj.final_obs))
-        batch = batch._replace(rollout=RolloutData(*steps, episode_return))
+        batch = batch._replace(rollout=RolloutData(*steps, episode_return, episodes))
         return batch, health.explained_variance(values, returns)
 
     def collect(
@@ -277,7 +294,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
         ep_return, ep_length, ep_count = episode_means(
             traj.info, state.episode_return, state.episode_length
         )
-        batch, explained_var = make_batch(state.params, traj, hparams, ep_return)
+        batch, explained_var = make_batch(state.params, traj, hparams, ep_return, ep_count)
         return (
             env_state,
             obs,

@@ -89,19 +89,41 @@ def test_the_equality_needs_the_optimiser_state_and_the_key(runs, broken):
     assert not leaves_equal(runs[broken].state.params, runs["full"].state.params)
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        # critic-free: no "critic" in the params; the reference policy is algorithm state
+        Config(algo="grpo", num_envs=4, group_size=2, num_steps=8, total_timesteps=64),
+        # the bandit's range starts at ±inf
+        Config(algo="adaptive_ppo", num_envs=2, num_steps=16, total_timesteps=64),
+    ],
+    ids=["grpo", "adaptive_ppo"],
+)
+def test_round_trip_of_other_algorithm_states(tmp_path, config):
+    config = config.replace(hidden_sizes=(8,), num_minibatches=2, update_epochs=1)
+    first = sweep.run(config, default_hparams(config), SEEDS, updates=1)
+    directory = checkpoint.save(
+        tmp_path, config, first.hparams, first.seeds, first.state, first.metrics
+    )
+    restored = checkpoint.load(directory)
+    assert jax.tree.structure(restored.state) == jax.tree.structure(first.state)
+    assert leaves_equal(restored.state, first.state)
+
+
 def test_cli_resume_equals_one_run(tmp_path):
     """``jaxpo train --checkpoint-every`` then ``--resume`` with a longer budget writes the
     metrics of one uninterrupted run (without learning-rate annealing, whose schedule follows
-    the budget); a resumed run cannot be changed with ``--set``."""
-    common = ["train", "--seeds", "2", "--no-progress", "--set", "num_envs=2"]
-    common += ["--set", "anneal_lr=false"]
-    common += ["--set", "num_steps=16", "--set", "hidden_sizes=16"]
+    the budget), progress hook compiled in; a resumed run refuses flags that would change it.
+    """
+    common = ["train", "--seeds", "2", "--set", "num_envs=2", "--set", "anneal_lr=false"]
+    common += ["--set", "num_steps=16", "--set", "hidden_sizes=16", "--progress-interval", "2"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert cli.main([*common, "--total-timesteps", "160", "--out", str(whole)]) == 0
     first = [*common, "--total-timesteps", "96", "--checkpoint-every", "3", "--out", str(parts)]
     assert cli.main(first) == 0
     assert checkpoint.load(parts).update == 3
-    more = ["train", "--resume", str(parts), "--total-timesteps", "160", "--no-progress"]
-    assert cli.main(more) == 0
+    more = ["train", "--resume", str(parts), "--total-timesteps", "160"]
+    assert cli.main([*more, "--progress-interval", "2"]) == 0
     assert (whole / "metrics.csv").read_text() == (parts / "metrics.csv").read_text()
-    assert cli.main([*more, "--set", "learning_rate=1"]) == 2
+    for flag in (["--set", "learning_rate=1"], ["--seeds", "3"], ["--algo", "a2c"]):
+        assert cli.main([*more, *flag]) == 2

@@ -109,6 +109,16 @@ def test_reference_refreshed_every_update_has_zero_kl_at_each_update_start():
     assert np.asarray(kept.metrics["kl_ref"])[-1] > 0.0
 
 
+def test_kl_penalty_holds_the_policy_near_the_reference():
+    config = TINY.replace(num_steps=40, total_timesteps=6 * 40 * 3, num_minibatches=1)
+    train = jax.jit(make_train(config))
+    free, held = (
+        train(jax.random.key(5), default_hparams(config, learning_rate=0.03, kl_coef=beta))
+        for beta in (0.0, 30.0)
+    )
+    assert 0 < float(held.metrics["kl_ref"][-1]) < 0.5 * float(free.metrics["kl_ref"][-1])
+
+
 def test_tic_grpo_equals_grpo_on_one_step_trajectories():
     # Pendulum: one-step rewards depend on the action, so a group's returns differ.
     config = TINY.replace(

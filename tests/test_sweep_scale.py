@@ -170,7 +170,8 @@ def test_bad_points_are_refused(hp, members, message):
 
 def test_merged_hook_reports_once_per_update_across_shards_and_chunks():
     calls = []
-    merged = sweep.MergedHook(lambda *c: calls.append(c), shards=2, num_updates=4)
+    merged = sweep.MergedHook(lambda *c: calls.append(c), shards=2)
+    merged.reset(0, 4)
     for chunk in range(2):
         for update in (2, 4):
             for shard in range(2):
@@ -178,10 +179,17 @@ def test_merged_hook_reports_once_per_update_across_shards_and_chunks():
     assert [(u, s) for u, s, _ in calls] == [(2, 20), (4, 40), (6, 60), (8, 80)]
     assert all(r.shape == (6,) for _, _, r in calls)
     np.testing.assert_array_equal(np.sort(calls[-1][2]), [10] * 3 + [11] * 3)
-    merged.reset()
+    merged.reset(0, 4)
     merged(2, 20, np.zeros(3))
     merged(2, 20, np.zeros(3))
     assert calls[-1][0] == 2
+    # A segment of 2 updates from update 6 (a resumed run), in 2 chunks: 7, 8, then 9, 10.
+    merged.reset(6, 2)
+    for update in (7, 8) * 2:  # chunk 0, then chunk 1
+        merged(update, update * 10, np.zeros(3))  # shard 0
+        merged(update, update * 10, np.zeros(3))  # shard 1
+    assert [u for u, _, _ in calls[-4:]] == [7, 8, 9, 10]
+    assert [s for _, s, _ in calls[-4:]] == [70, 80, 90, 100]
 
 
 def free_port() -> int:

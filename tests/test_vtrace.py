@@ -95,6 +95,31 @@ def test_matches_explicit_sum(seed, rho_bar, c_bar):
     np.testing.assert_allclose(targets32, expected_targets, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_lambda_one_policy_advantage_is_impalas(seed):
+    """At λ = 1 the policy advantage is IMPALA's ρ_s(r_s + γ·v_{s+1} − V(s_s)), with the
+    bootstrap V(final_obs_s) where the episode ended at s and after the last step."""
+    rng = np.random.default_rng(100 + seed)
+    T, B, gamma = 6, 3, 0.9
+    rewards, values, next_values, terminated, done = random_rollout(rng, T, B)
+    # consistent data: where the episode goes on, the next observation is the next step's
+    next_values[:-1] = np.where(done[:-1], next_values[:-1], values[1:])
+    log_rhos = rng.normal(scale=0.5, size=(T, B))
+    pg, targets = vtrace_jit(
+        *as_f32((rewards, values, next_values, terminated, done, log_rhos)), gamma, 1.0, 1.2, 0.9
+    )
+    targets = np.asarray(targets, np.float64)
+    rho = np.minimum(1.2, np.exp(log_rhos))
+    expected = np.zeros((T, B))
+    for s in range(T):
+        for b in range(B):
+            ended = done[s, b] or s == T - 1
+            next_v = next_values[s, b] if ended else targets[s + 1, b]
+            bootstrap = 0.0 if terminated[s, b] else gamma * next_v
+            expected[s, b] = rho[s, b] * (rewards[s, b] + bootstrap - values[s, b])
+    np.testing.assert_allclose(np.asarray(pg), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_clipping_matters_and_is_a_min():
     rng = np.random.default_rng(7)
     T, B = 8, 3

@@ -45,6 +45,16 @@ def test_rho_bar_below_one_changes_the_update():
     assert not np.allclose(gae.metrics["value_loss"], clipped.metrics["value_loss"], rtol=1e-3)
 
 
+def test_later_epochs_are_relabelled():
+    """With two epochs the second is relabelled under the moved policy, so unit-clip V-trace
+    no longer equals GAE."""
+    config = CONFIG.replace(update_epochs=2)
+    gae = run(config)
+    vt = run(config.replace(advantage="vtrace"))
+    np.testing.assert_array_equal(gae.metrics["episode_return"][0], vt.metrics["episode_return"][0])
+    assert not np.allclose(gae.metrics["value_loss"], vt.metrics["value_loss"], rtol=1e-4)
+
+
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "mdpo"])
 def test_relabel_uses_the_current_policy_and_critic(algo):
     config = CONFIG.replace(algo=algo, advantage="vtrace", num_envs=3, num_steps=5)
@@ -64,7 +74,7 @@ def test_relabel_uses_the_current_policy_and_critic(algo):
     done = rng.random(n) < 0.2
     terminated = done & (rng.random(n) < 0.5)
     reward = jnp.asarray(rng.normal(size=n), jnp.float32)
-    rollout = RolloutData(reward, jnp.asarray(terminated), jnp.asarray(done), next_obs, 0.0)
+    rollout = RolloutData(reward, jnp.asarray(terminated), jnp.asarray(done), next_obs, 0.0, 0.0)
     batch = Batch(obs, action, behaviour, None, None, None, rollout=rollout)
     out = make_vtrace_relabel(config, hparams, actor, critic)(params, batch)
 

@@ -3,9 +3,10 @@
 The arms are the static ``config.clip_candidates``. Before each update the arm used by the
 previous update is rewarded with the return improvement it led to, R_u − R_{u−1}, where R_u
 is the mean return of the episodes that finished in rollout u (carried forward when none
-did); the bandit normalises rewards into [0, 1] by the range seen so far (see
-:mod:`jaxpo.bandit`). The UCB1 arm then sets ε of this update's ratio clip (and of the value
-clip). With a single candidate it is PPO with that ε.
+did). No reward is given before the first episode has finished (R is a 0 placeholder until
+then), nor a non-finite one. The bandit normalises rewards into [0, 1] by the range seen so
+far (see :mod:`jaxpo.bandit`). The UCB1 arm then sets ε of this update's ratio clip (and of
+the value clip). With a single candidate it is PPO with that ε.
 """
 
 from __future__ import annotations
@@ -57,22 +58,26 @@ def clip_bandit(config: Config, hparams: AdaptivePPOHParams) -> Adaptation:
             "arm": jnp.int32(0),
             "picks": jnp.zeros((num_arms,), jnp.float32),
             "last_return": jnp.float32(0.0),
-            "started": jnp.bool_(False),
+            "seen": jnp.bool_(False),
         }
 
     def prepare(params: Any, state: dict[str, Any], batch: Batch) -> tuple[Any, Batch]:
-        ret = batch.rollout.episode_return
-        rewarded = ucb_observe(state["bandit"], state["arm"], ret - state["last_return"])
-        bandit = jax.tree.map(
-            lambda new, old: jnp.where(state["started"], new, old), rewarded, state["bandit"]
-        )
+        data = batch.rollout
+        ret = data.episode_return
+        seen = jnp.logical_or(state["seen"], data.episodes > 0)
+        improvement = ret - state["last_return"]
+        # Reward only real improvements: both returns from finished episodes (not the 0
+        # placeholder before the first one) and finite.
+        real = state["seen"] & jnp.isfinite(improvement)
+        rewarded = ucb_observe(state["bandit"], state["arm"], improvement)
+        bandit = jax.tree.map(lambda new, old: jnp.where(real, new, old), rewarded, state["bandit"])
         arm = ucb_select(bandit, hparams.ucb_coef)
         state = {
             "bandit": bandit,
             "arm": arm,
             "picks": state["picks"].at[arm].add(1.0),
-            "last_return": ret,
-            "started": jnp.bool_(True),
+            "last_return": jnp.where(jnp.isfinite(ret), ret, state["last_return"]),
+            "seen": seen,
         }
         return state, batch
 

@@ -31,7 +31,8 @@ class RolloutData(NamedTuple):
         done: the episode ended at the step (terminated or truncated), ``[N]`` bool.
         next_obs: the observation each step led to before any auto-reset, ``[N, *obs_shape]``.
         episode_return: mean raw return of the episodes that finished in the rollout
-            (carried forward from earlier rollouts if none did), scalar.
+            (carried forward from earlier rollouts if none did; 0 before any), scalar.
+        episodes: number of episodes that finished in the rollout, scalar.
     """
 
     reward: jax.Array
@@ -39,6 +40,7 @@ class RolloutData(NamedTuple):
     done: jax.Array
     next_obs: jax.Array
     episode_return: jax.Array
+    episodes: jax.Array
 
 
 class Batch(NamedTuple):
@@ -47,7 +49,8 @@ class Batch(NamedTuple):
     Grouped (critic-free) algorithms get trajectories instead: every per-sample array is
     ``[E, H, ...]`` (``E = num_envs`` trajectories of horizon ``H = num_steps``),
     ``advantages`` and ``returns`` are ``[E]``, ``values`` is ``None`` and
-    ``extras["mask"]`` ``[E, H]`` marks the steps before each trajectory's end.
+    ``extras["mask"]`` ``[E, H]`` marks the steps up to and including each trajectory's
+    first episode end.
 
     Attributes:
         obs: ``[N, *obs_shape]``.

@@ -86,7 +86,17 @@ CONFIG_DEFAULTS = {
 
 
 def reference_policy(config: Config, actor: Actor) -> Adaptation:
-    """π_ref as algorithm state: its log-probs go into the batch before each update."""
+    """π_ref as algorithm state: its log-probs go into the batch before each update.
+
+    Args:
+        config: the run's config (``ref_update_interval``: 0 keeps the initial policy,
+            k > 0 makes the current policy the reference after every k-th update).
+        actor: the policy network.
+
+    Returns:
+        The :class:`~jaxpo.algos.first_order.Adaptation` whose state is
+        ``{"ref": actor params, "updates": int32}``.
+    """
 
     def prepare(params: Any, state: dict[str, Any], batch: Batch) -> tuple[Any, Batch]:
         ref = distribution(actor.apply(state["ref"], batch.obs)).log_prob(batch.action)
