@@ -9,10 +9,13 @@ PPO on gymnax CartPole-v1 with jaxpo's classic preset, ``--seeds`` agents vmappe
 program, three variants compiled in the same process:
 
 * ``off``: ``make_train(config)`` with no hook — the baseline;
-* ``disabled``: a hook given but ``progress_interval = 0``, which must compile to the same
-  program as ``off`` (no host callback in the HLO);
+* ``disabled``: a hook given but a cadence of 0 (``report_every=0``): the callback is in the
+  program, behind a ``cond`` that never calls it;
 * ``on``: the hook called every ``--interval`` updates (it formats a line, as the CLI does, and
   writes it nowhere).
+
+The cadence is a traced argument of ``train``, so ``disabled`` and ``on`` are the same
+program; here each variant binds its cadence before compiling, so each is timed alone.
 
 Runs alternate between the variants, so drift in machine speed hits them alike. Reports env
 steps per second (median of ``--repeats``), the ratio to ``off``, and whether each program
@@ -56,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     config, hparams = presets.get("ppo", "gymnax:CartPole-v1")
     config = config.replace(total_timesteps=args.updates * config.batch_size)
     display = ProgressDisplay(config.num_updates, config.batch_size, stream=io.StringIO())
+    hooked = make_train(config, display)
     variants = {
         "off": make_train(config),
-        "disabled": make_train(config.replace(progress_interval=0), display),
-        "on": make_train(config.replace(progress_interval=args.interval), display),
+        "disabled": lambda key, hp: hooked(key, hp, 0),
+        "on": lambda key, hp: hooked(key, hp, args.interval),
     }
     steps = args.seeds * config.num_updates * config.batch_size
 

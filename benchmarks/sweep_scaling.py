@@ -98,7 +98,7 @@ def compile_sweep(config: Any, members: Any, seeds: np.ndarray) -> tuple[Any, An
     pad = np.r_[np.arange(layout.num_agents), np.zeros(layout.chunk_size - layout.num_agents, int)]
     inputs = jax.tree.map(lambda x: x[pad], (key_data, per_agent))
     start = time.perf_counter()
-    compiled = fn.lower(*sweep.place(inputs, mesh)).compile()
+    compiled = fn.lower(*sweep.place(inputs, mesh), np.int32(0)).compile()
     return compiled, (inputs, mesh), time.perf_counter() - start
 
 
@@ -108,7 +108,7 @@ def time_sweep(compiled: Any, inputs: Any, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        sweep.to_host(compiled(*sweep.place(host, mesh)).metrics)
+        sweep.to_host(compiled(*sweep.place(host, mesh), np.int32(0)).metrics)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

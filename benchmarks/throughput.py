@@ -176,9 +176,8 @@ def pendulum_case(updates: int) -> EnvCase:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            env, params = create_brax(
-                "inverted_pendulum", backend="spring", episode_length=config.episode_length
-            )
+            limit = int(hp.env_params.max_steps_in_episode)
+            env, params = create_brax("inverted_pendulum", backend="spring", episode_length=limit)
         return OldGymnaxStep(env, reimplement=True), params
 
     note = (

@@ -4,10 +4,11 @@
 (config, hparams) pair; ``sweep`` vmaps ``train`` over seeds and hyperparameters (sharded
 over devices, in chunks); ``sweep_table`` turns a sweep's result into a table, a ranking
 and learning curves; ``run_log`` writes its metrics as CSV, JSON Lines, TensorBoard and W&B
-logs.
+logs; ``runs`` does what ``jaxpo train`` and ``jaxpo sweep`` do (training in checkpointed
+segments, resuming, output files, the NaN report).
 """
 
-from . import checkpoint, envs, presets, progress, run_log, sweep, sweep_table
+from . import checkpoint, envs, presets, progress, run_log, runs, sweep, sweep_table
 from .algos import ALGORITHMS
 from .config import Config
 from .hparams import HParams
@@ -29,6 +30,7 @@ __all__ = [
     "presets",
     "progress",
     "run_log",
+    "runs",
     "sweep",
     "sweep_table",
 ]

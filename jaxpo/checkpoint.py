@@ -10,7 +10,6 @@ key data) and the update counter, so a restored run continues exactly where it s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -49,7 +48,7 @@ class Checkpoint(NamedTuple):
 
 
 def config_from_dict(fields: dict[str, Any]) -> Config:
-    """A :class:`Config` from its ``dataclasses.asdict`` (JSON turns tuples into lists)."""
+    """A :class:`Config` from its flat ``to_dict()`` (JSON turns tuples into lists)."""
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
@@ -104,7 +103,7 @@ def save(
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(fresh, arrays, force=True)
     checkpointer.wait_until_finished()
-    run = {"config": dataclasses.asdict(config), "seeds": [int(s) for s in np.asarray(seeds)]}
+    run = {"config": config.to_dict(), "seeds": [int(s) for s in np.asarray(seeds)]}
     partial = directory / f"{RUN_FILE}.new"
     partial.write_text(json.dumps(run, indent=2))
     if (directory / ARRAYS).exists():

@@ -1,26 +1,62 @@
-"""Static configuration (``Config``) and the checks run on it before anything is traced.
+"""Static configuration: the common ``Config`` and the base of every algorithm's section.
 
-``Config`` holds everything that fixes a shape or the program's control flow; it is frozen
-and hashable, and ``make_train`` closes over it. Continuous knobs are traced and live in each
-algorithm's ``HParams`` (see :mod:`jaxpo.hparams`).
+``Config`` holds what every run has (environment, loop sizes, network, training loop) plus
+``algo_config``, the section the algorithm owns: a frozen dataclass with that algorithm's
+own static fields, defaults and checks (TRPO's ``cg_iters``, GRPO's ``group_size``, ...).
+Everything here fixes a shape or the program's control flow; it is frozen and hashable, and
+``make_train`` closes over it. Continuous knobs are traced and live in each algorithm's
+``HParams`` (see :mod:`jaxpo.hparams`).
+
+A section's fields read as attributes of the config (``config.cg_iters``), and the
+constructor and :meth:`Config.replace` route a section field's name to the section
+(``Config(algo="trpo", cg_iters=15)``); a name that belongs to another algorithm's section is
+refused with the algorithms that have it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
-from . import envs
-
-if TYPE_CHECKING:  # the algorithms import this module
-    from .algos.base import Algorithm
+from . import envs, registry
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
-FISHER_FORMS = ("gauss_newton", "kl_hessian")
-NATURAL_STEPS = ("normalized", "fixed")
-MEMORY_REPLACE = ("oldest", "closest")
-ADVANTAGES = ("gae", "vtrace")
+
+#: Loop sizes of a run whose algorithm does not set its own (see ``AlgoConfig.CONFIG_DEFAULTS``).
+LOOP_DEFAULTS = MappingProxyType(
+    dict(num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4, num_minibatches=4)
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoConfig:
+    """Base of an algorithm's static config section (it has no fields of its own).
+
+    Subclasses are frozen dataclasses (so the config stays hashable) whose fields are the
+    algorithm's static options, and may override :meth:`validate` and ``CONFIG_DEFAULTS``.
+
+    Attributes:
+        CONFIG_DEFAULTS: loop sizes that define the method (a subset of
+            :data:`LOOP_DEFAULTS`' names, e.g. A2C's one full-batch step), used when the
+            ``Config`` does not set them.
+    """
+
+    CONFIG_DEFAULTS: ClassVar[Mapping[str, int]] = MappingProxyType({})
+
+    def validate(self, config: Config) -> None:
+        """Raises ``ValueError`` naming the field if ``config`` cannot make a valid run.
+
+        The base checks that ``num_minibatches`` divides the flat batch; sections of
+        algorithms that train on whole trajectories check their own batch instead.
+        """
+        if config.batch_size % config.num_minibatches:
+            raise ValueError(
+                f"num_minibatches={config.num_minibatches} does not divide the batch "
+                f"num_envs*num_steps={config.batch_size}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,66 +65,43 @@ class Config:
 
     Attributes:
         algo: algorithm name, a key of :data:`jaxpo.algos.ALGORITHMS`.
-        env_id: ``backend:name`` environment id.
+        env_id: ``backend:name`` environment id. The episode time limit is an env param
+            (``hparams.env_params.max_steps_in_episode``), not a config field.
         brax_backend: physics pipeline for ``brax:`` envs.
-        episode_length: time limit of ``brax:`` envs (gymnax envs carry their own). It seeds
-            the default env params; the limit a run uses is
-            ``hparams.env_params.max_steps_in_episode`` (rebuild hparams with
-            ``jaxpo.default_hparams(config)`` after changing it).
-        num_envs: parallel environments per agent.
-        num_steps: rollout length per update (batch = ``num_envs * num_steps``).
-        total_timesteps: env steps per agent; ``num_updates = total // batch``.
-        update_epochs: passes over each batch.
-        num_minibatches: minibatches per epoch; must divide the batch.
+        num_envs: parallel environments per agent (default: the algorithm's, else 4).
+        num_steps: rollout length per update (batch = ``num_envs * num_steps``; default:
+            the algorithm's, else 128).
+        total_timesteps: env steps per agent; ``num_updates = total // batch`` (default:
+            the algorithm's, else 500,000).
+        update_epochs: passes over each batch (default: the algorithm's, else 4).
+        num_minibatches: minibatches per epoch; must divide the batch (default: the
+            algorithm's, else 4).
         hidden_sizes: widths of the actor's and the critic's hidden layers.
         activation: hidden-layer activation, one of :data:`ACTIVATIONS`.
         normalize_obs: normalise observations with running statistics (env state).
         normalize_advantages: standardise advantages per minibatch (PPO) or over the whole
             batch (TRPO, NPG).
-        clip_value_loss: clip the value update around the old value by ``clip_eps``
-            (algorithms without ``clip_eps``, such as TRPO and NPG, train an unclipped critic).
+        clip_value_loss: clip the value update around the old value by the algorithm's ε
+            (algorithms without one, such as TRPO and NPG, train an unclipped critic).
         anneal_lr: decay the learning rate linearly to 0 over the run.
         bootstrap_truncation: bootstrap ``V(final_obs)`` at time-limit truncations (the
             correct choice); ``False`` treats truncation as termination, for ablations.
         action_mode: ``"clip"`` or ``"rescale"`` Gaussian actions into the action box.
         log_std_init: initial log standard deviation of Gaussian policies.
         adam_eps: Adam's epsilon.
-        progress_interval: call the progress hook every this many updates (0: never).
-        cg_iters: conjugate-gradient iterations per natural-gradient step (TRPO, NPG).
-        line_search_steps: candidate step fractions of TRPO's backtracking line search.
-        fisher_subsample: compute Fisher-vector products on every k-th time step of each
-            environment's rollout (TRPO, NPG).
-        fisher_form: ``"gauss_newton"`` (jvp, output Fisher, vjp) or ``"kl_hessian"``
-            (Hessian of the mean KL, forward-over-reverse) Fisher-vector products.
-        natural_step: NPG's step length: ``"normalized"`` (α = sqrt(2·step_size / xᵀFx)) or
-            ``"fixed"`` (α = step_size).
-        memory_size: MCPO's number of policy-memory slots N.
-        memory_replace: which full slot MCPO overwrites: ``"oldest"`` or ``"closest"`` (the
-            smallest KL(π_old ‖ π_i), i.e. the most redundant).
-        attention_hidden: width of MCPO's attention MLP.
-        attention_steps: Adam steps on the attention network per update (MCPO).
-        advantage: the actor-critic family's advantage and value-target estimator,
-            ``"gae"`` or ``"vtrace"`` (recomputed with the current parameters at every epoch,
-            correcting for how far the policy moved from the one that collected the batch).
-        group_size: G, trajectories per group of the grouped algorithms (GRPO, TIC-GRPO):
-            ``num_envs = groups × G`` environments, each group reset from one key so its
-            trajectories share a start state; ``num_steps`` is the horizon.
-        ref_update_interval: GRPO's reference policy (for the k3 KL penalty) becomes the
-            current policy every this many updates; 0 keeps the initial policy.
-        clip_candidates: the clip values ε Adaptive-PPO's UCB bandit chooses among.
         max_consecutive_skips: an agent whose updates come out non-finite (and are skipped)
             this many times in a row is marked failed and frozen for the rest of the run.
+        algo_config: the algorithm's own section (default: its section's defaults).
     """
 
     algo: str = "ppo"
     env_id: str = "gymnax:CartPole-v1"
     brax_backend: str = envs.DEFAULT_BACKEND
-    episode_length: int = 1000
-    num_envs: int = 4
-    num_steps: int = 128
-    total_timesteps: int = 500_000
-    update_epochs: int = 4
-    num_minibatches: int = 4
+    num_envs: int = None  # type: ignore[assignment]  # resolved in __post_init__
+    num_steps: int = None  # type: ignore[assignment]
+    total_timesteps: int = None  # type: ignore[assignment]
+    update_epochs: int = None  # type: ignore[assignment]
+    num_minibatches: int = None  # type: ignore[assignment]
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     normalize_obs: bool = False
@@ -99,28 +112,63 @@ class Config:
     action_mode: str = "clip"
     log_std_init: float = 0.0
     adam_eps: float = 1e-5
-    progress_interval: int = 0
-    cg_iters: int = 10
-    line_search_steps: int = 10
-    fisher_subsample: int = 1
-    fisher_form: str = "gauss_newton"
-    natural_step: str = "normalized"
-    memory_size: int = 5
-    memory_replace: str = "oldest"
-    attention_hidden: int = 16
-    attention_steps: int = 1
-    advantage: str = "gae"
-    group_size: int = 8
-    ref_update_interval: int = 0
-    clip_candidates: tuple[float, ...] = (0.1, 0.2, 0.3)
     max_consecutive_skips: int = 10
+    algo_config: AlgoConfig = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        section_cls = registry.lookup(self.algo).config_cls
+        section = self.algo_config if self.algo_config is not None else section_cls()
+        if type(section) is not section_cls:
+            raise ValueError(
+                f"algo_config of algo={self.algo!r} must be a {section_cls.__name__}, "
+                f"got {type(section).__name__}"
+            )
+        object.__setattr__(self, "algo_config", section)
+        defaults = {**LOOP_DEFAULTS, **section.CONFIG_DEFAULTS}
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: a field of the algorithm's section.
+        section = self.__dict__.get("algo_config")
+        if name.startswith("_") or section is None:
+            raise AttributeError(name)
+        if name in section_fields(type(section)):
+            return getattr(section, name)
+        raise AttributeError(f"Config of algo={self.algo!r} has no field {name!r}")
 
     def replace(self, **changes: Any) -> Config:
-        """A copy with ``changes`` applied; unknown names raise ``ValueError``."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ValueError(f"unknown config field(s) {unknown}; fields: {field_names(Config)}")
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied, section fields routed to ``algo_config``.
+
+        Changing ``algo`` keeps the section fields the new algorithm also has (the others
+        take its defaults), and loop sizes still at the old algorithm's defaults take the
+        new one's. Unknown names, and names
+        of another algorithm's section, raise ``ValueError``.
+        """
+        algo = changes.get("algo", self.algo)
+        common, section = split_fields(algo, changes)
+        if algo != self.algo and "algo_config" not in common:
+            old = {**LOOP_DEFAULTS, **self.algo_config.CONFIG_DEFAULTS}
+            for name, value in old.items():
+                if name not in common and getattr(self, name) == value:
+                    common[name] = None
+            # Section fields the new algorithm also has keep their values.
+            shared = set(section_fields(registry.lookup(algo).config_cls))
+            kept = {k: v for k, v in vars(self.algo_config).items() if k in shared}
+            common["algo_config"] = registry.lookup(algo).config_cls(**kept)
+        config = dataclasses.replace(self, **common)
+        if section:
+            config = dataclasses.replace(
+                config, algo_config=dataclasses.replace(config.algo_config, **section)
+            )
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as a flat ``{name: value}`` dict, the section's fields included."""
+        common = {name: getattr(self, name) for name in COMMON_FIELDS}
+        section = {f.name: getattr(self.algo_config, f.name) for f in fields(self.algo_config)}
+        return {**common, **section}
 
     @property
     def batch_size(self) -> int:
@@ -138,45 +186,108 @@ class Config:
         return self.total_timesteps // self.batch_size
 
 
-def field_names(cls: type) -> list[str]:
-    """Names of a dataclass's fields, in order."""
-    return [f.name for f in dataclasses.fields(cls)]
+def fields(obj: Any) -> tuple[dataclasses.Field, ...]:
+    """The dataclass fields of ``obj`` (a class or an instance)."""
+    return dataclasses.fields(obj)
+
+
+def section_fields(section_cls: type) -> list[str]:
+    """Names of a section class's fields."""
+    return [f.name for f in dataclasses.fields(section_cls)]
+
+
+#: Names of the common fields (``algo_config`` excluded).
+COMMON_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "algo_config")
+
+
+def owners(name: str) -> list[str]:
+    """Registered algorithms whose section has a field ``name``."""
+    return [a.name for a in registry.ALGORITHMS.values() if name in section_fields(a.config_cls)]
+
+
+def field_names(algo: str) -> list[str]:
+    """Every name :meth:`Config.replace` accepts for ``algo``: common, then section fields."""
+    return list(COMMON_FIELDS) + section_fields(registry.lookup(algo).config_cls)
+
+
+def field_default(algo: str, name: str) -> Any:
+    """The default of config field ``name`` (common, or of ``algo``'s section), for its type."""
+    if name in LOOP_DEFAULTS:
+        return LOOP_DEFAULTS[name]
+    if name in COMMON_FIELDS:
+        return Config.__dataclass_fields__[name].default
+    section = registry.lookup(algo).config_cls
+    if name in section_fields(section):
+        return section.__dataclass_fields__[name].default
+    raise ValueError(f"unknown config field {name!r}; fields: {field_names(algo)}")
+
+
+def is_static(name: str) -> bool:
+    """Whether ``name`` is a config field of any registered algorithm (a static setting)."""
+    return name in COMMON_FIELDS or bool(owners(name))
+
+
+def split_fields(algo: str, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Splits ``values`` into common fields and fields of ``algo``'s section.
+
+    Raises:
+        ValueError: a name that is neither (naming the algorithms whose section has it).
+    """
+    own = section_fields(registry.lookup(algo).config_cls)
+    common = {k: v for k, v in values.items() if k in COMMON_FIELDS or k == "algo_config"}
+    section = {k: v for k, v in values.items() if k in own}
+    for name in sorted(set(values) - set(common) - set(section)):
+        elsewhere = owners(name)
+        if elsewhere:
+            raise ValueError(
+                f"config field {name!r} belongs to the config of {elsewhere}, not of "
+                f"algo={algo!r} (its own fields: {own or 'none'})"
+            )
+        raise ValueError(f"unknown config field {name!r}; fields: {field_names(algo)}")
+    return common, section
+
+
+_dataclass_init = Config.__init__
+
+
+def _init(self: Config, *args: Any, **kwargs: Any) -> None:
+    """``Config(...)``: the dataclass constructor, with section fields routed by name."""
+    algo = args[0] if args else kwargs.get("algo", "ppo")
+    common, section = split_fields(algo, kwargs)
+    _dataclass_init(self, *args, **common)
+    if section:
+        object.__setattr__(self, "algo_config", dataclasses.replace(self.algo_config, **section))
+
+
+Config.__init__ = _init  # type: ignore[method-assign]
+
+
+def positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    """Raises ``ValueError`` unless ``value`` is an int (not a bool) ≥ ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        what = {1: "a positive integer", 0: "an integer >= 0"}.get(minimum, f">= {minimum}")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def one_of(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} must be one of {choices}")
 
 
 def validate_config(config: Config) -> None:
     """Raises ``ValueError`` naming the field if ``config`` cannot make a valid run."""
-    from .algos import ALGORITHMS
-
-    if config.algo not in ALGORITHMS:
-        raise ValueError(
-            f"unknown algorithm algo={config.algo!r}; choose one of {sorted(ALGORITHMS)}"
-        )
     envs.check_env_id(config.env_id)
-    if config.brax_backend not in envs.BACKENDS:
-        raise ValueError(f"brax_backend={config.brax_backend!r} must be one of {envs.BACKENDS}")
+    one_of("brax_backend", config.brax_backend, envs.BACKENDS)
     for name in (
         "num_envs",
         "num_steps",
         "total_timesteps",
         "update_epochs",
         "num_minibatches",
-        "episode_length",
-        "cg_iters",
-        "line_search_steps",
-        "fisher_subsample",
-        "memory_size",
-        "attention_hidden",
-        "attention_steps",
-        "group_size",
         "max_consecutive_skips",
     ):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    for name in ("progress_interval", "ref_update_interval"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        positive_int(name, getattr(config, name))
     if not math.isfinite(config.adam_eps) or config.adam_eps <= 0:
         raise ValueError(f"adam_eps must be finite and > 0, got {config.adam_eps!r}")
     if not math.isfinite(config.log_std_init):
@@ -185,70 +296,11 @@ def validate_config(config: Config) -> None:
         raise ValueError(
             f"hidden_sizes must be non-empty positive widths, got {config.hidden_sizes}"
         )
-    if config.activation not in ACTIVATIONS:
-        raise ValueError(f"activation={config.activation!r} must be one of {ACTIVATIONS}")
-    if config.action_mode not in ("clip", "rescale"):
-        raise ValueError(f"action_mode={config.action_mode!r} must be 'clip' or 'rescale'")
-    if config.fisher_form not in FISHER_FORMS:
-        raise ValueError(f"fisher_form={config.fisher_form!r} must be one of {FISHER_FORMS}")
-    if config.natural_step not in NATURAL_STEPS:
-        raise ValueError(f"natural_step={config.natural_step!r} must be one of {NATURAL_STEPS}")
-    if config.memory_replace not in MEMORY_REPLACE:
-        raise ValueError(
-            f"memory_replace={config.memory_replace!r} must be one of {MEMORY_REPLACE}"
-        )
-    if config.advantage not in ADVANTAGES:
-        raise ValueError(f"advantage={config.advantage!r} must be one of {ADVANTAGES}")
-    if not config.clip_candidates or any(
-        not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0
-        for eps in config.clip_candidates
-    ):
-        raise ValueError(
-            f"clip_candidates must be a non-empty tuple of finite values > 0, "
-            f"got {config.clip_candidates!r}"
-        )
-    validate_family(config, ALGORITHMS[config.algo])
-    if config.fisher_subsample > config.num_steps:
-        raise ValueError(
-            f"fisher_subsample={config.fisher_subsample} exceeds num_steps={config.num_steps}"
-        )
-    if config.batch_size % config.num_minibatches and not ALGORITHMS[config.algo].grouped:
-        raise ValueError(
-            f"num_minibatches={config.num_minibatches} does not divide the batch "
-            f"num_envs*num_steps={config.batch_size}"
-        )
+    one_of("activation", config.activation, ACTIVATIONS)
+    one_of("action_mode", config.action_mode, ("clip", "rescale"))
+    config.algo_config.validate(config)
     if config.num_updates < 1:
         raise ValueError(
             f"total_timesteps={config.total_timesteps} is smaller than one batch "
             f"(num_envs*num_steps={config.batch_size})"
-        )
-
-
-def validate_family(config: Config, algo: Algorithm) -> None:
-    """Checks the fields that only some algorithm families accept."""
-    from .algos.actor_critic import ActorCriticHParams
-
-    if config.advantage == "vtrace" and not issubclass(algo.hparams_cls, ActorCriticHParams):
-        raise ValueError(
-            f"advantage='vtrace' needs a first-order actor-critic algorithm (the PPO family); "
-            f"algo={config.algo!r} is not one"
-        )
-    if not algo.grouped:
-        return
-    if config.group_size < 2:
-        raise ValueError(f"group_size must be >= 2 for {config.algo}, got {config.group_size}")
-    if config.num_envs % config.group_size:
-        raise ValueError(
-            f"group_size={config.group_size} does not divide num_envs={config.num_envs} "
-            f"(num_envs = groups x group_size for {config.algo})"
-        )
-    if config.num_envs % config.num_minibatches:
-        raise ValueError(
-            f"num_minibatches={config.num_minibatches} does not divide the "
-            f"num_envs={config.num_envs} trajectories of {config.algo}'s batch"
-        )
-    if config.normalize_obs:
-        raise ValueError(
-            f"normalize_obs is not supported by {config.algo}: its environments are reset "
-            f"every update, which would reset the running statistics"
         )

@@ -87,7 +87,7 @@ def eval_env(config: Config, num_envs: int) -> envs.Environment:
     The copies are reset from keys of their own (no groups), and observations come out raw:
     :func:`select_action` normalises them with the frozen statistics of the checkpoint.
     """
-    return make_env(config.replace(num_envs=num_envs, group_size=1, normalize_obs=False))
+    return make_env(config.replace(num_envs=num_envs, normalize_obs=False), group_size=1)
 
 
 def select_action(

@@ -1,14 +1,19 @@
 """Traced hyperparameters: a pytree whose leaves are float32 arrays.
 
 Any leaf can carry a sweep axis, and new values never trigger a recompile. Each algorithm
-subclasses :class:`HParams` with its own fields; ``env_params`` carries the environment's
-(traced) parameters.
+subclasses :class:`HParams` with its own fields. Every hyperparameter is declared once, with
+:func:`hparam`: its default, its range and its description live in the field's metadata,
+and validation, the CLI and the README's table are derived from there. A subclass may change
+the default of an inherited field in ``DEFAULTS`` (A2C's learning rate, say) without
+declaring it again. ``env_params`` carries the environment's (traced) parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,43 +21,99 @@ import numpy as np
 from flax import struct
 
 
-@struct.dataclass
-class HParams:
-    """Fields every algorithm shares.
+class Spec(NamedTuple):
+    """What :func:`hparam` records of a field.
 
     Attributes:
-        learning_rate: optimiser step size (start value when ``anneal_lr``).
-        gamma: discount factor, in (0, 1].
-        gae_lambda: GAE's λ, in [0, 1].
-        max_grad_norm: global gradient-norm clip.
-        reward_scale: rewards are multiplied by this before advantage estimation.
-        env_params: the environment's parameters (a pytree; not swept by name).
+        default: value used when none is given.
+        low: lower bound, or ``None`` for none.
+        high: upper bound, or ``None`` for none.
+        low_inclusive: whether ``low`` itself is allowed.
+        high_inclusive: whether ``high`` itself is allowed.
+        doc: one line for the CLI and the README's table.
     """
 
-    learning_rate: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    max_grad_norm: jax.Array
-    reward_scale: jax.Array
+    default: float
+    low: float | None
+    high: float | None
+    low_inclusive: bool
+    high_inclusive: bool
+    doc: str
+
+    def describe(self) -> str:
+        """The range in interval notation, e.g. ``(0, 1]``."""
+        left = "-inf" if self.low is None else f"{self.low:g}"
+        right = "inf" if self.high is None else f"{self.high:g}"
+        opening = "[" if self.low_inclusive and self.low is not None else "("
+        closing = "]" if self.high_inclusive and self.high is not None else ")"
+        return f"{opening}{left}, {right}{closing}"
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """Elementwise: finite and within the bounds."""
+        ok = np.isfinite(values)
+        if self.low is not None:
+            ok &= (values >= self.low) if self.low_inclusive else (values > self.low)
+        if self.high is not None:
+            ok &= (values <= self.high) if self.high_inclusive else (values < self.high)
+        return ok
+
+
+def hparam(
+    default: float,
+    doc: str,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """Declares a traced scalar hyperparameter: its default, range and description.
+
+    The range is given by at most one of ``gt``/``ge`` and one of ``lt``/``le``; every value
+    must also be finite.
+    """
+    if (gt is not None and ge is not None) or (lt is not None and le is not None):
+        raise ValueError("give at most one lower (gt/ge) and one upper (lt/le) bound")
+    spec = Spec(
+        float(default),
+        ge if gt is None else gt,
+        le if lt is None else lt,
+        gt is None,
+        lt is None,
+        doc,
+    )
+    if not spec.contains(np.asarray(spec.default, np.float64)):
+        raise ValueError(f"default {default!r} is outside {spec.describe()}")
+    return struct.field(metadata={"hparam": spec})
+
+
+@struct.dataclass
+class HParams:
+    """Fields every algorithm shares (see :func:`specs` for ranges and descriptions).
+
+    ``env_params`` is the environment's parameters (a pytree; not swept by name), among
+    them the time limit ``max_steps_in_episode``.
+    """
+
+    learning_rate: jax.Array = hparam(
+        2.5e-4, "optimiser step size (start value when anneal_lr)", ge=0.0
+    )
+    gamma: jax.Array = hparam(0.99, "discount factor", gt=0.0, le=1.0)
+    gae_lambda: jax.Array = hparam(0.95, "GAE's (and V-trace's) λ", ge=0.0, le=1.0)
+    max_grad_norm: jax.Array = hparam(0.5, "global gradient-norm clip", gt=0.0)
+    reward_scale: jax.Array = hparam(
+        1.0, "rewards are multiplied by this before advantage estimation", gt=0.0
+    )
     env_params: Any
 
-    #: per-field (low, high, low_inclusive, high_inclusive) checks; None means unbounded.
-    BOUNDS: ClassVar[dict[str, tuple[float | None, float | None, bool, bool]]] = {
-        "learning_rate": (0.0, None, True, False),
-        "gamma": (0.0, 1.0, False, True),
-        "gae_lambda": (0.0, 1.0, True, True),
-        "max_grad_norm": (0.0, None, False, False),
-        "reward_scale": (0.0, None, False, False),
-    }
+    #: Defaults of inherited fields that this class changes (``{name: value}``).
+    DEFAULTS: ClassVar[Mapping[str, float]] = {}
 
     @classmethod
     def create(cls, env_params: Any, **values: float) -> HParams:
-        """Builds hparams from Python numbers (cast to float32 arrays)."""
-        names = scalar_names(cls)
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ValueError(f"unknown hparam(s) {unknown} for {cls.__name__}; known: {names}")
-        missing = sorted(set(names) - set(values))
+        """Builds hparams from Python numbers (cast to float32 arrays), every one given."""
+        check_names(cls, values)
+        missing = sorted(set(scalar_names(cls)) - set(values))
         if missing:
             raise ValueError(f"missing hparam(s) {missing} for {cls.__name__}")
         arrays = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
@@ -60,36 +121,50 @@ class HParams:
         validate_hparams(hparams)
         return hparams
 
+    @classmethod
+    def default(cls, env_params: Any, **overrides: float) -> HParams:
+        """The declared defaults, with ``overrides`` applied (see :meth:`create`)."""
+        check_names(cls, overrides)
+        return cls.create(env_params, **{**defaults(cls), **overrides})
+
     def set(self, **values: Any) -> HParams:
         """A copy with named scalar fields replaced (cast to float32); unknown names raise."""
-        names = scalar_names(type(self))
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ValueError(
-                f"unknown hparam(s) {unknown} for {type(self).__name__}; known: {names}"
-            )
+        check_names(type(self), values)
         hparams = self.replace(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
         validate_hparams(hparams)
         return hparams
 
 
+def check_names(cls: type, values: Mapping[str, Any]) -> None:
+    """Raises ``ValueError`` for names that are not scalar hparams of ``cls``."""
+    unknown = sorted(set(values) - set(scalar_names(cls)))
+    if unknown:
+        raise ValueError(
+            f"unknown hparam(s) {unknown} for {cls.__name__}; known: {scalar_names(cls)}"
+        )
+
+
+def specs(cls: type) -> dict[str, Spec]:
+    """``{name: Spec}`` of every scalar hparam of ``cls``, defaults as ``cls`` sets them."""
+    overrides: dict[str, float] = {}
+    for klass in reversed(cls.__mro__):
+        overrides.update(vars(klass).get("DEFAULTS", {}))
+    out = {}
+    for f in dataclasses.fields(cls):
+        spec = f.metadata.get("hparam")
+        if spec is not None:
+            out[f.name] = spec._replace(default=float(overrides.get(f.name, spec.default)))
+    return out
+
+
 def scalar_names(cls: type) -> list[str]:
     """Names of the float32 scalar fields of an ``HParams`` class (all but ``env_params``)."""
-    return [f.name for f in dataclasses.fields(cls) if f.name != "env_params"]
+    return list(specs(cls))
 
 
-def all_bounds(cls: type) -> dict[str, tuple[float | None, float | None, bool, bool]]:
-    """Bounds declared by ``cls`` and its bases, subclass entries winning."""
-    merged: dict[str, tuple[float | None, float | None, bool, bool]] = {}
-    for klass in reversed(cls.__mro__):
-        merged.update(getattr(klass, "BOUNDS", {}))
-    return merged
-
-
-def _describe(low: float | None, high: float | None, low_inc: bool, high_inc: bool) -> str:
-    left = "-inf" if low is None else f"{low:g}"
-    right = "inf" if high is None else f"{high:g}"
-    return f"{'[' if low_inc else '('}{left}, {right}{']' if high_inc else ')'}"
+def defaults(cls: type) -> dict[str, float]:
+    """``{name: default}`` of every scalar hparam of ``cls``."""
+    return {name: spec.default for name, spec in specs(cls).items()}
 
 
 def validate_hparams(hparams: HParams) -> None:
@@ -98,19 +173,22 @@ def validate_hparams(hparams: HParams) -> None:
     Works on unbatched or batched (sweep) hparams; every element is checked. Traced
     values (inside ``jit``) are skipped, since they cannot be inspected.
     """
-    for name, (low, high, low_inc, high_inc) in all_bounds(type(hparams)).items():
+    for name, spec in specs(type(hparams)).items():
         value = getattr(hparams, name)
         if isinstance(value, jax.core.Tracer):
             continue
         arr = np.asarray(value, np.float64)
-        bad = ~np.isfinite(arr)
-        if low is not None:
-            bad |= (arr < low) if low_inc else (arr <= low)
-        if high is not None:
-            bad |= (arr > high) if high_inc else (arr >= high)
+        bad = ~spec.contains(arr)
         if bad.any():
-            shown = arr[bad].ravel()[0]
+            shown = float(arr[bad].ravel()[0])
             raise ValueError(
                 f"hparam {name}={shown!r} is out of range; it must be finite and in "
-                f"{_describe(low, high, low_inc, high_inc)}"
+                f"{spec.describe()}"
             )
+
+
+def fmt(value: float) -> str:
+    """A default as the README's table shows it (``2.5e-04``, ``0.99``, ``5000``)."""
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
+        return f"{value:.3g}"
+    return f"{value:g}" if math.isfinite(value) else str(value)

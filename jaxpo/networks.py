@@ -9,7 +9,7 @@ members one QR at a time (a negligible one-off cost).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import distrax
 import flax.linen as nn
@@ -105,8 +105,15 @@ def distribution(dist_params: tuple[jax.Array, jax.Array | None]) -> distrax.Dis
     return distrax.Independent(distrax.Normal(loc, jnp.exp(log_std)), reinterpreted_batch_ndims=1)
 
 
-def make_networks(config: Any, env: envs.Environment) -> tuple[Actor, Critic]:
-    """The actor and critic a :class:`~jaxpo.config.Config` asks for on ``env``."""
+class Networks(NamedTuple):
+    """The modules of a run: the policy and, for algorithms with a critic, the value network."""
+
+    actor: Actor
+    critic: Critic | None
+
+
+def make_networks(config: Any, env: envs.Environment, critic: bool = True) -> Networks:
+    """The actor (and critic, unless ``critic=False``) a config asks for on ``env``."""
     space = env.action_space
     discrete = isinstance(space, envs.Discrete)
     obs_ndim = len(env.observation_shape)
@@ -118,5 +125,5 @@ def make_networks(config: Any, env: envs.Environment) -> tuple[Actor, Critic]:
         obs_ndim=obs_ndim,
         log_std_init=config.log_std_init,
     )
-    critic = Critic(tuple(config.hidden_sizes), config.activation, obs_ndim)
-    return actor, critic
+    value = Critic(tuple(config.hidden_sizes), config.activation, obs_ndim) if critic else None
+    return Networks(actor, value)

@@ -2,14 +2,14 @@
 
 Where no preset exists for a pair, the algorithm's defaults with the generic config for
 that env id are returned, so every algorithm runs on every compatible env. An algorithm's
-``config_defaults`` (e.g. A2C's single full-batch step) come first, under any preset.
+own loop sizes (e.g. A2C's single full-batch step) come from its config section, as in
+``Config(algo=...)``; a preset overrides them only where it names them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .algos import ALGORITHMS
 from .config import Config, validate_config
 from .hparams import HParams
 from .train import default_hparams
@@ -147,9 +147,6 @@ def get(algo: str, env_id: str) -> tuple[Config, HParams]:
         ValueError: unknown algorithm or env id.
     """
     config_overrides, hparam_overrides = PRESETS.get((algo, env_id), ({}, {}))
-    config = Config(algo=algo, env_id=env_id)
-    if algo in ALGORITHMS:
-        config = config.replace(**ALGORITHMS[algo].config_defaults)
-    config = config.replace(**config_overrides)
+    config = Config(algo=algo, env_id=env_id, **config_overrides)
     validate_config(config)
     return config, default_hparams(config, **hparam_overrides)

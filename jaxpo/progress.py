@@ -84,4 +84,6 @@ class ProgressDisplay:
         if self._progress is not None:
             self._progress.update(self._task, completed=update, info=info)
         else:
-            self.console.print(f"{self.label}: update {update}/{self.num_updates} | {info}")
+            # One log line per report, never wrapped at the console's width.
+            line = f"{self.label}: update {update}/{self.num_updates} | {info}"
+            self.console.print(line, soft_wrap=True, markup=False, highlight=False)

@@ -2,8 +2,10 @@
 
 ``train`` is pure: environment steps, rollouts, advantage estimation and every update are one
 ``lax.scan`` over ``config.num_updates``; it can be jitted, vmapped over keys and hparams, and
-sharded. The only host interaction is an optional progress hook compiled in when a hook is
-given and ``config.progress_interval > 0``.
+sharded. The algorithm supplies its collector, its networks' needs and its update rule;
+nothing here depends on which algorithm runs. The only host interaction is an optional
+progress hook, compiled in when a hook is given; how often it is called is a traced argument
+(``report_every``), so changing it does not recompile.
 
 NaN safety: an update whose loss, gradient norm, parameters or update-rule state come out
 non-finite is skipped (the agent keeps its previous parameters and rule state exactly) and
@@ -23,19 +25,15 @@ import numpy as np
 from flax import struct
 
 from . import envs
-from .advantages import gae, vtrace
-from .algos import ALGORITHMS, Algorithm, Batch
-from .algos.base import RolloutData
+from .algos import Algorithm
 from .config import Config, validate_config
-from .grouped import group_batch
-from .hparams import HParams, validate_hparams
-from .losses import health
-from .networks import distribution, make_networks
-from .rollout import Transition, rollout
+from .hparams import HParams, scalar_names, validate_hparams
+from .networks import Networks, make_networks
+from .registry import lookup
 
-#: ``hook(update, env_steps, episode_return)``: called on the host every
-#: ``progress_interval`` updates with NumPy arrays; ``episode_return`` has one entry per
-#: member of whatever ``vmap`` is around ``train`` (shape ``[]`` for a single run; under
+#: ``hook(update, env_steps, episode_return)``: called on the host every ``report_every``
+#: updates with NumPy arrays; ``episode_return`` has one entry per member of whatever
+#: ``vmap`` is around ``train`` (shape ``[]`` for a single run; under
 #: :func:`jaxpo.sweep.run`, the flat returns of every local agent, see ``MergedHook``).
 ProgressHook = Callable[[int, int, np.ndarray], None]
 
@@ -82,7 +80,7 @@ class TrainResult(NamedTuple):
             the rollout's and the update rule's metrics and the NaN-safety ones,
             ``update_skipped`` (1: the update was non-finite and not applied),
             ``skipped_total``, ``failed`` (1: the agent is frozen from this update on) and
-            ``env_nonfinite`` (see :func:`nonfinite_entries`).
+            ``env_nonfinite`` (see :func:`jaxpo.collect.nonfinite_entries`).
     """
 
     state: RunnerState
@@ -91,15 +89,25 @@ class TrainResult(NamedTuple):
 
 def bare_env(config: Config) -> envs.Environment:
     """The unwrapped environment ``config`` names (its ``default_params`` seed the hparams)."""
-    return envs.make(config.env_id, config.brax_backend, config.episode_length)
+    return envs.make(config.env_id, config.brax_backend)
 
 
-def make_env(config: Config) -> envs.Environment:
-    """The batched, wrapped environment of a run (see :mod:`jaxpo.envs.wrappers`)."""
-    env = envs.EpisodeStatistics(bare_env(config))
+def make_env(
+    config: Config, env: envs.Environment | None = None, group_size: int | None = None
+) -> envs.Environment:
+    """The batched, wrapped environment of a run (see :mod:`jaxpo.envs.wrappers`).
+
+    Args:
+        config: the static configuration.
+        env: a bare environment to use instead of the one ``config.env_id`` names.
+        group_size: environments reset together from one key (default: what the
+            algorithm's collector asks for; 1: every environment on its own key).
+    """
+    env = envs.EpisodeStatistics(bare_env(config) if env is None else env)
     if not env.is_discrete:
         env = envs.ClipAction(env, config.action_mode)
-    group_size = config.group_size if ALGORITHMS[config.algo].grouped else 1
+    if group_size is None:
+        group_size = lookup(config.algo).collector.group_size(config)
     env = envs.VecEnv(env, config.num_envs, group_size)
     if config.normalize_obs:
         env = envs.NormalizeObservation(env)
@@ -118,46 +126,12 @@ def check_action_space(algo: Algorithm, env: envs.Environment) -> None:
         )
 
 
-def default_hparams(config: Config, **overrides: float) -> HParams:
+def default_hparams(
+    config: Config, env: envs.Environment | None = None, **overrides: float
+) -> HParams:
     """The algorithm's default hparams for ``config``'s env, with ``overrides`` applied."""
-    algo = ALGORITHMS[config.algo]
-    hparams = algo.hparams_cls.create(bare_env(config).default_params(), **algo.defaults)
-    return hparams.set(**overrides) if overrides else hparams
-
-
-def episode_means(
-    info: dict[str, jax.Array], last_return: jax.Array, last_length: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Mean return/length of episodes finished in a rollout, carried forward if none did.
-
-    Returns:
-        ``(mean_return, mean_length, num_finished)``, scalars.
-    """
-    done = info["episode_done"]
-    count = done.sum()
-    safe = jnp.maximum(count, 1)
-    mean_return = jnp.where(done, info["episode_return"], 0.0).sum() / safe
-    mean_length = jnp.where(done, info["episode_length"], 0.0).sum() / safe
-    finished = count > 0
-    return (
-        jnp.where(finished, mean_return, last_return),
-        jnp.where(finished, mean_length, last_length),
-        count.astype(jnp.float32),
-    )
-
-
-def nonfinite_entries(traj: Transition) -> jax.Array:
-    """Non-finite entries of a rollout's observations, final observations and rewards.
-
-    Args:
-        traj: a time-major rollout ``[T, B, ...]``; its rewards are the raw (unscaled) ones.
-
-    Returns:
-        ``[]`` float32 count (an observation can count twice: once in ``obs``, once in
-        ``final_obs``); positive when the environment emitted NaN or ±inf.
-    """
-    arrays = (traj.obs, traj.final_obs, traj.reward)
-    return sum(jnp.sum(~jnp.isfinite(x)) for x in arrays).astype(jnp.float32)
+    env = bare_env(config) if env is None else env
+    return lookup(config.algo).hparams_cls.default(env.default_params(), **overrides)
 
 
 def is_loss_metric(name: str) -> bool:
@@ -193,7 +167,10 @@ def finite_update(old: Any, new: Any, metrics: dict[str, jax.Array]) -> jax.Arra
 
 
 def _report(hook: ProgressHook, update: jax.Array, env_steps: int, ret: jax.Array) -> jax.Array:
-    """Calls ``hook`` once per call site, however many ``vmap`` levels wrap it."""
+    """Calls ``hook`` once per call site, however many ``vmap`` levels wrap it.
+
+    Returns a zero token (see :func:`make_trainer`).
+    """
 
     def host(u: np.ndarray, r: np.ndarray) -> np.ndarray:
         hook(int(np.ravel(u)[0]), int(np.ravel(u)[0]) * env_steps, np.asarray(r))
@@ -210,140 +187,54 @@ class Trainer(NamedTuple):
     ``init`` returns the :class:`RunnerState` before the first update; ``run`` does
     ``updates`` (static) more updates and returns a :class:`TrainResult`. ``run`` continues
     from any state (its ``update`` counter included), so training in segments, with a
-    checkpoint between them, is the same computation as one call.
+    checkpoint between them, is the same computation as one call. Its optional
+    ``report_every`` (traced; 0: never) sets how often the progress hook is called.
     """
 
     init: Callable[[jax.Array, HParams], RunnerState]
-    run: Callable[[RunnerState, HParams, int], TrainResult]
+    run: Callable[..., TrainResult]
 
 
-def make_trainer(config: Config, progress: ProgressHook | None = None) -> Trainer:
+def make_trainer(
+    config: Config, progress: ProgressHook | None = None, env: envs.Environment | None = None
+) -> Trainer:
     """Builds the pure ``init`` and ``run`` of ``config``.
 
     Static checks (config fields, env id, action space) run here, before anything is traced.
 
     Args:
         config: the static configuration.
-        progress: optional host hook, called every ``config.progress_interval`` updates of a
-            ``run`` and at its last update (nothing is compiled in when it is ``None`` or the
-            interval is 0).
+        progress: optional host hook, called every ``report_every`` updates of a ``run`` and
+            at its last update (nothing is compiled in when it is ``None``).
+        env: a bare environment to train on instead of the one ``config.env_id`` names
+            (its ``default_params`` must match the hparams' ``env_params``).
 
     Returns:
         A :class:`Trainer`; both functions are jittable and vmappable over states, keys and
         hparams.
     """
     validate_config(config)
-    algo = ALGORITHMS[config.algo]
-    env = make_env(config)
+    algo = lookup(config.algo)
+    env = make_env(config, env)
     check_action_space(algo, env)
-    actor, critic = make_networks(config, env)
-    report = progress is not None and config.progress_interval > 0
-
-    def policy(params: Any) -> Callable[[jax.Array], Any]:
-        return lambda obs: distribution(actor.apply(params["actor"], obs))
-
-    def make_batch(
-        params: Any,
-        traj: Transition,
-        hparams: HParams,
-        episode_return: jax.Array,
-        episodes: jax.Array,
-    ) -> tuple[Batch, jax.Array]:
-        values = critic.apply(params["critic"], traj.obs)
-        next_values = critic.apply(params["critic"], traj.final_obs)
-        done = jnp.logical_or(traj.terminated, traj.truncated)
-        terminated = traj.terminated if config.bootstrap_truncation else done
-        reward = traj.reward * hparams.reward_scale
-        inputs = (reward, values, next_values, terminated, done)
-        if config.advantage == "vtrace":
-            # π = μ at collection: ρ = min(ρ̄, 1), c = λ·min(c̄, 1).
-            advantages, returns = vtrace(
-                *inputs,
-                jnp.zeros_like(reward),
-                hparams.gamma,
-                hparams.gae_lambda,
-                hparams.vtrace_rho_bar,
-                hparams.vtrace_c_bar,
-            )
-        else:
-            advantages, returns = gae(*inputs, hparams.gamma, hparams.gae_lambda)
-
-        def flat(x: jax.Array) -> jax.Array:
-            return x.reshape((-1,) + x.shape[2:])
-
-        batch = jax.tree.map(
-            flat, Batch(traj.obs, traj.action, traj.log_prob, values, advantages, returns)
-        )
-        steps = jax.tree.map(flat, (reward, terminated, done, traj.final_obs))
-        batch = batch._replace(rollout=RolloutData(*steps, episode_return, episodes))
-        return batch, health.explained_variance(values, returns)
-
-    def collect(
-        state: RunnerState, key: jax.Array, hparams: HParams
-    ) -> tuple[Any, jax.Array, Batch, dict[str, jax.Array]]:
-        """One rollout from where the last one stopped, as an actor-critic batch."""
-        env_state, obs, traj = rollout(
-            env,
-            policy(state.params),
-            state.env_state,
-            state.obs,
-            key,
-            hparams.env_params,
-            config.num_steps,
-        )
-        ep_return, ep_length, ep_count = episode_means(
-            traj.info, state.episode_return, state.episode_length
-        )
-        batch, explained_var = make_batch(state.params, traj, hparams, ep_return, ep_count)
-        return (
-            env_state,
-            obs,
-            batch,
-            {
-                "episode_return": ep_return,
-                "episode_length": ep_length,
-                "episodes": ep_count,
-                "explained_variance": explained_var,
-                "env_nonfinite": nonfinite_entries(traj),
-            },
-        )
-
-    def collect_groups(
-        state: RunnerState, key: jax.Array, hparams: HParams
-    ) -> tuple[Any, jax.Array, Batch, dict[str, jax.Array]]:
-        """Fresh groups of trajectories (see :mod:`jaxpo.grouped`)."""
-        k_reset, k_roll = jax.random.split(key)
-        env_state, ts = env.reset(k_reset, hparams.env_params)
-        env_state, obs, traj = rollout(
-            env,
-            policy(state.params),
-            env_state,
-            ts.obs,
-            k_roll,
-            hparams.env_params,
-            config.num_steps,
-        )
-        batch, metrics = group_batch(traj, hparams.gamma, config.group_size)
-        return env_state, obs, batch, {**metrics, "env_nonfinite": nonfinite_entries(traj)}
-
-    collect_batch = collect_groups if algo.grouped else collect
+    networks = make_networks(config, env, critic=algo.collector.critic)
+    collect = algo.collector.make(config, env, networks)
 
     def checked_rule(hparams: HParams) -> Any:
-        if not isinstance(hparams, algo.hparams_cls):
+        # Structural: TIC-GRPO takes GRPO's hparams (same fields, other defaults) and back.
+        if scalar_names(type(hparams)) != scalar_names(algo.hparams_cls):
             raise TypeError(
-                f"algorithm {algo.name!r} takes {algo.hparams_cls.__name__}, "
-                f"got {type(hparams).__name__}"
+                f"algorithm {algo.name!r} takes {algo.hparams_cls.__name__} (fields "
+                f"{scalar_names(algo.hparams_cls)}), got {type(hparams).__name__}"
             )
         validate_hparams(hparams)
-        return algo.make_update_rule(config, hparams, actor, critic)
+        return algo.make_update_rule(config, hparams, networks)
 
     def init(key: jax.Array, hparams: HParams) -> RunnerState:
         rule = checked_rule(hparams)
         key, k_actor, k_critic, k_env = jax.random.split(key, 4)
         env_state, ts = env.reset(k_env, hparams.env_params)
-        params = {"actor": actor.init(k_actor, ts.obs[:1])}
-        if not algo.grouped:
-            params["critic"] = critic.init(k_critic, ts.obs[:1])
+        params = init_params(networks, k_actor, k_critic, ts.obs[:1])
         zero = jnp.zeros((), jnp.float32)
         return RunnerState(
             params,
@@ -359,13 +250,19 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
             failed=jnp.bool_(False),
         )
 
-    def run(state: RunnerState, hparams: HParams, updates: int) -> TrainResult:
+    def run(
+        state: RunnerState, hparams: HParams, updates: int, report_every: Any = 1
+    ) -> TrainResult:
         rule = checked_rule(hparams)
+        every = jnp.asarray(report_every, jnp.int32)
 
         def one_update(state: RunnerState, step: jax.Array) -> tuple[RunnerState, Any]:
             update = state.update
             key, k_roll, k_update = jax.random.split(state.key, 3)
-            env_state, obs, batch, metrics = collect_batch(state, k_roll, hparams)
+            last = (state.episode_return, state.episode_length)
+            env_state, obs, batch, metrics = collect(
+                state.params, state.env_state, state.obs, last, k_roll, hparams
+            )
             new_params, new_rule_state, rule_metrics = rule.update(
                 state.params, state.rule_state, batch, k_update
             )
@@ -385,25 +282,27 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
                 "skipped_total": skipped.astype(jnp.float32),
                 "failed": failed.astype(jnp.float32),
             }
-            if report:
-                # ``step`` (this segment's update index) is the same for every agent under
-                # vmap, so ``due`` stays unbatched and the cond really skips the callback.
-                due = jnp.logical_or(
-                    (step + 1) % config.progress_interval == 0, step + 1 == updates
-                )
+            next_update = update + 1
+            if progress is not None:
+                # ``step`` and ``every`` are the same for every agent under vmap, so ``due``
+                # stays unbatched and the cond really skips the callback. The callback's
+                # (always zero) token is added to the update counter so that it is not
+                # removed as dead code.
+                cadence = (step + 1) % jnp.maximum(every, 1) == 0
+                due = (every > 0) & (cadence | (step + 1 == updates))
                 token = jax.lax.cond(
                     due,
-                    lambda: _report(progress, update + 1, config.batch_size, ep_return),
+                    lambda: _report(progress, next_update, config.batch_size, ep_return),
                     lambda: jnp.int32(0),
                 )
-                metrics["episode_return"] = ep_return + token.astype(jnp.float32)
+                next_update = next_update + token
             new_state = RunnerState(
                 params,
                 rule_state,
                 env_state,
                 obs,
                 key,
-                update + 1,
+                next_update,
                 ep_return,
                 ep_length,
                 skipped,
@@ -418,26 +317,38 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
     return Trainer(init, run)
 
 
+def init_params(
+    networks: Networks, k_actor: jax.Array, k_critic: jax.Array, obs: jax.Array
+) -> dict[str, Any]:
+    """``{"actor": ..., "critic": ...}`` (no ``"critic"`` when the run has no value network)."""
+    params = {"actor": networks.actor.init(k_actor, obs)}
+    if networks.critic is not None:
+        params["critic"] = networks.critic.init(k_critic, obs)
+    return params
+
+
 def make_train(
-    config: Config, progress: ProgressHook | None = None
-) -> Callable[[jax.Array, HParams], TrainResult]:
+    config: Config, progress: ProgressHook | None = None, env: envs.Environment | None = None
+) -> Callable[..., TrainResult]:
     """Builds the pure training function of ``config``.
 
     Static checks (config fields, env id, action space) run here, before anything is traced.
 
     Args:
         config: the static configuration.
-        progress: optional host hook, called every ``config.progress_interval`` updates
-            (nothing is compiled in when it is ``None`` or the interval is 0).
+        progress: optional host hook, called every ``report_every`` updates and at the last
+            one (nothing is compiled in when it is ``None``).
+        env: a bare environment to train on instead of the one ``config.env_id`` names.
 
     Returns:
-        ``train(key, hparams) -> TrainResult``; jittable and vmappable over both arguments.
-        It is ``trainer.run(trainer.init(key, hparams), hparams, config.num_updates)`` of
-        :func:`make_trainer`.
+        ``train(key, hparams, report_every=1) -> TrainResult``; jittable and vmappable over
+        ``key`` and ``hparams`` (``report_every`` is traced: 0 means never). It is
+        ``trainer.run(trainer.init(key, hparams), hparams, config.num_updates, report_every)``
+        of :func:`make_trainer`.
     """
-    trainer = make_trainer(config, progress)
+    trainer = make_trainer(config, progress, env)
 
-    def train(key: jax.Array, hparams: HParams) -> TrainResult:
-        return trainer.run(trainer.init(key, hparams), hparams, config.num_updates)
+    def train(key: jax.Array, hparams: HParams, report_every: Any = 1) -> TrainResult:
+        return trainer.run(trainer.init(key, hparams), hparams, config.num_updates, report_every)
 
     return train

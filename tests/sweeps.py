@@ -15,21 +15,21 @@ def compiles_callback(fn, *args) -> bool:
 
 
 def count_traces(mp: pytest.MonkeyPatch) -> dict[str, int]:
-    """Wraps ``sweep.make_trainer`` (on ``mp``) so each trace of its ``run`` adds one to
-    ``["n"]``."""
+    """Wraps ``make_trainer`` where the sweep runner calls it (``jaxpo.sweep.runner``, on
+    ``mp``) so each trace of its ``run`` adds one to ``["n"]``."""
     traces = {"n": 0}
-    real_make_trainer = sweep.make_trainer
+    real_make_trainer = sweep.runner.make_trainer
 
     def counting_make_trainer(config, progress=None):
         trainer = real_make_trainer(config, progress)
 
-        def counted(state, hparams, updates):
+        def counted(state, hparams, updates, report_every=1):
             traces["n"] += 1
-            return trainer.run(state, hparams, updates)
+            return trainer.run(state, hparams, updates, report_every)
 
         return trainer._replace(run=counted)
 
-    mp.setattr(sweep, "make_trainer", counting_make_trainer)
+    mp.setattr(sweep.runner, "make_trainer", counting_make_trainer)
     return traces
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from jaxpo import Config, default_hparams, make_train
 from jaxpo.algos.adaptive_ppo import clip_bandit
-from jaxpo.algos.base import Batch, RolloutData
+from jaxpo.batches import RolloutData, SampleBatch
 
 CONFIG = Config(
     algo="adaptive_ppo",
@@ -23,14 +23,14 @@ CONFIG = Config(
 )
 
 
-def batch_with_return(value: float, episodes: int = 1) -> Batch:
+def batch_with_return(value: float, episodes: int = 1) -> SampleBatch:
     rollout = RolloutData(None, None, None, None, jnp.float32(value), jnp.float32(episodes))
-    return Batch(None, None, None, None, None, None, rollout=rollout)
+    return SampleBatch(None, None, None, None, None, None, rollout=rollout)
 
 
 def test_arms_are_rewarded_with_the_return_improvement_they_led_to():
     hparams = default_hparams(CONFIG, ucb_coef=0.0)
-    bandit = clip_bandit(CONFIG, hparams)
+    bandit = clip_bandit(CONFIG, hparams, None)
     state = bandit.init(None)
     arms = []
     # Rollouts 1-2 finish no episode (return: the 0 placeholder), rollout 3 finishes the first

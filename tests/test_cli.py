@@ -5,10 +5,12 @@ import json
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 import jaxpo
-from jaxpo import cli
+from jaxpo import cli, flags
 
 
 def test_train_writes_metrics_summary_and_table(tmp_path, capsys):
@@ -80,7 +82,27 @@ def test_python_dash_m_entry_point():
 
 def test_set_episode_length_rebuilds_brax_env_params():
     config, hparams = jaxpo.presets.get("ppo", "brax:inverted_pendulum")
-    config, hparams = cli.apply_sets(config, hparams, ["episode_length=50", "gamma=0.9"])
-    assert config.episode_length == 50
+    config, hparams = flags.apply_sets(config, hparams, ["episode_length=50", "gamma=0.9"])
+    assert not hasattr(config, "episode_length")  # the time limit lives in the env params only
     assert int(hparams.env_params.max_steps_in_episode) == 50
     assert float(hparams.gamma) == pytest.approx(0.9)
+
+
+def test_set_episode_length_limits_gymnax_episodes_too():
+    config, hparams = jaxpo.presets.get("ppo", "gymnax:CartPole-v1")
+    sets = ["episode_length=5", "num_envs=2", "num_steps=16", "hidden_sizes=8"]
+    config, hparams = flags.apply_sets(config, hparams, [*sets, "total_timesteps=64"])
+    assert int(hparams.env_params.max_steps_in_episode) == 5
+    result = jax.jit(jaxpo.make_train(config))(jax.random.key(0), hparams)
+    assert np.all(np.asarray(result.metrics["episode_length"]) <= 5)
+    with pytest.raises(ValueError, match="episode_length.*no time limit"):
+        probe, hp = jaxpo.presets.get("ppo", "probe:constant")
+        flags.apply_sets(probe, hp, ["episode_length=5"])
+
+
+def test_set_names_a_field_of_another_algorithm():
+    config, hparams = jaxpo.presets.get("ppo", "gymnax:CartPole-v1")
+    with pytest.raises(ValueError, match=r"--set: config field 'cg_iters' belongs to .*'trpo'"):
+        flags.apply_sets(config, hparams, ["cg_iters=3"])
+    trpo, hp = jaxpo.presets.get("trpo", "gymnax:CartPole-v1")
+    assert flags.apply_sets(trpo, hp, ["cg_iters=3"])[0].cg_iters == 3

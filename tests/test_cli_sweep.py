@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxpo
-from jaxpo import cli, sweep
+from jaxpo import cli, flags, sweep
 
 TINY = [
     "--seeds",
@@ -77,7 +77,7 @@ def test_sweep_writes_table_curves_metrics_and_summary(tmp_path, capsys):
 def members_of(argv):
     args = cli.build_parser().parse_args(["sweep", *argv])
     _, hparams = jaxpo.presets.get("ppo", "gymnax:CartPole-v1")
-    return sweep.columns(cli.sweep_members(args, hparams))
+    return sweep.columns(flags.sweep_members(args, hparams))
 
 
 def test_grid_random_and_points_concatenate_in_order():

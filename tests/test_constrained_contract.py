@@ -27,7 +27,7 @@ CASES = {
 }
 #: algo -> its own per-update metrics
 ALGO_METRICS = {
-    "ppo_kl": {"kl", "beta"},
+    "ppo_kl": {"kl", "kl_coef"},
     "a2c": set(),
     "mdpo": {"kl", "inv_step"},
     "mcpo": {"beta", "kl", "kl_virtual", "virtual_gain", "attention_entropy", "memory_write"},
@@ -62,8 +62,8 @@ def test_algorithm_state_metrics(runs):
     algo, out = runs
     m = out["swept"]
     if algo == "ppo_kl":  # β in use at update 0 is kl_coef_init, then it adapts
-        np.testing.assert_allclose(m["beta"][..., 0], 1.0)
-        assert not np.allclose(m["beta"][..., -1], 1.0)
+        np.testing.assert_allclose(m["kl_coef"][..., 0], 1.0)
+        assert not np.allclose(m["kl_coef"][..., -1], 1.0)
     if algo == "mdpo":  # 1/t_k = K / (K − k + 1): with K = 2 it goes 1, 2, 2, 2
         np.testing.assert_allclose(m["inv_step"][0, 0], [1.0, 2.0, 2.0, 2.0])
         np.testing.assert_allclose(m["inv_step"][1, 0], 1000 / (1000 - np.arange(4)), rtol=1e-6)

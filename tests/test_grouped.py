@@ -11,7 +11,7 @@ import pytest
 
 import jaxpo
 from jaxpo import Config, default_hparams, make_train
-from jaxpo.grouped import group_batch, valid_steps
+from jaxpo.collect import group_batch, valid_steps
 from jaxpo.rollout import Transition
 
 TINY = Config(
@@ -65,7 +65,7 @@ def test_valid_steps_and_returns_match_a_python_loop():
             if done[t, e]:
                 break
     np.testing.assert_array_equal(np.asarray(valid_steps(jnp.asarray(done))).T, mask)
-    np.testing.assert_array_equal(np.asarray(batch.extras["mask"]), mask)
+    np.testing.assert_array_equal(np.asarray(batch.mask), mask)
     np.testing.assert_allclose(np.asarray(batch.returns), returns, rtol=1e-5, atol=1e-6)
     pairs = returns.reshape(-1, group)
     expected = (pairs - pairs.mean(1, keepdims=True)) / (pairs.std(1, keepdims=True) + 1e-8)
@@ -143,7 +143,7 @@ def test_tic_grpo_equals_grpo_on_one_step_trajectories():
         (dict(group_size=1), "group_size must be >= 2"),
         (dict(num_minibatches=4), "does not divide the num_envs=6 trajectories"),
         (dict(normalize_obs=True), "normalize_obs is not supported"),
-        (dict(advantage="vtrace"), "advantage='vtrace' needs a first-order actor-critic"),
+        (dict(advantage="vtrace"), r"'advantage' belongs to the config of \[.*'ppo'.*'grpo'"),
         (dict(ref_update_interval=-1), "ref_update_interval must be an integer >= 0"),
     ],
 )

@@ -15,23 +15,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from rule_helpers import capture_rule_parts, cheap_jit
+from rule_helpers import cheap_jit
 from sweeps import sweep_twice_and_alone
 
 from jaxpo import Config, default_hparams, make_train, sweep
 from jaxpo.algos import ALGORITHMS, MCPOHParams, PPOKLHParams
 from jaxpo.algos.actor_critic import normalize
-from jaxpo.algos.base import Batch
 from jaxpo.algos.mcpo import (
     attention_weights,
-    make_mcpo_rule,
+    make_mcpo_adaptation,
     should_write,
     virtual_params,
     write_slot,
 )
-from jaxpo.algos.ppo_kl import make_ppo_kl_rule
+from jaxpo.algos.ppo_kl import make_ppo_kl_adaptation
+from jaxpo.batches import SampleBatch
 from jaxpo.losses import kl_divergence, mcpo, ppo_kl
-from jaxpo.networks import Actor, Critic, distribution
+from jaxpo.networks import Actor, Critic, Networks, distribution
 
 KINDS = ["categorical", "gaussian"]
 OBS_DIM = 4
@@ -76,20 +76,22 @@ def stacked(*trees):
 
 
 def mcpo_hparams(**overrides):
-    return MCPOHParams.create(None, **{**ALGORITHMS["mcpo"].defaults, **overrides})
+    return MCPOHParams.default(None, **overrides)
 
 
 def ppo_kl_hparams(**overrides):
-    return PPOKLHParams.create(None, **{**ALGORITHMS["ppo_kl"].defaults, **overrides})
+    return PPOKLHParams.default(None, **overrides)
 
 
-def rule_parts(make_rule, hparams, kind, config=RULE_CONFIG):
-    """``(rule, loss_fn, adaptation)``: the loss function and adaptation the rule hands to
-    make_first_order_rule, captured."""
-    with pytest.MonkeyPatch.context() as mp:
-        seen = capture_rule_parts(mp)
-        rule = make_rule(config, hparams, actor_of(kind), CRITIC)
-    return rule, seen["loss_fn"], seen["adaptation"]
+def rule_parts(algo, make_adaptation, hparams, kind, config=RULE_CONFIG):
+    """``(rule, loss_fn, adaptation)`` of a registered algorithm, from its public builders."""
+    networks = Networks(actor_of(kind), CRITIC)
+    algorithm = ALGORITHMS[algo]
+    return (
+        algorithm.make_update_rule(config, hparams, networks),
+        algorithm.make_loss(config, hparams, networks),
+        make_adaptation(config, hparams, networks),
+    )
 
 
 class JittedRule(NamedTuple):
@@ -101,9 +103,9 @@ class JittedRule(NamedTuple):
     update: Any
 
 
-def jitted_rule(make_rule):
+def jitted_rule(algo, make_adaptation):
     def parts(kind, hp):
-        return rule_parts(make_rule, hp, kind)
+        return rule_parts(algo, make_adaptation, hp, kind)
 
     @cheap_jit(static_argnums=0)
     def init(kind, hp, params):
@@ -124,8 +126,8 @@ def jitted_rule(make_rule):
     return JittedRule(init, prepare, loss, update)
 
 
-MCPO_RULE = jitted_rule(make_mcpo_rule)
-PPO_KL_RULE = jitted_rule(make_ppo_kl_rule)
+MCPO_RULE = jitted_rule("mcpo", make_mcpo_adaptation)
+PPO_KL_RULE = jitted_rule("ppo_kl", make_ppo_kl_adaptation)
 
 
 def log_prob_of(kind, actor_params, obs, action):
@@ -145,7 +147,7 @@ def make_batch(kind, params, seed=0, advantages=None):
     if advantages is not None:
         adv = np.asarray(advantages, np.float32)
     log_prob = np.asarray(log_prob_of(kind, params["actor"], obs, action))
-    return Batch(obs, action, log_prob, v, adv, ret)
+    return SampleBatch(obs, action, log_prob, v, adv, ret)
 
 
 def with_memory(state, memory, filled, age=None):
@@ -373,7 +375,7 @@ def test_attention_config_knobs():
     for hidden, steps, lr in ((16, 1, 0.0), (7, 3, 1e-2)):
         config = RULE_CONFIG.replace(attention_hidden=hidden, attention_steps=steps)
         rule, _, adaptation = rule_parts(
-            make_mcpo_rule, mcpo_hparams(attention_lr=lr), kind, config
+            "mcpo", make_mcpo_adaptation, mcpo_hparams(attention_lr=lr), kind, config
         )
         state = with_memory(rule.init(params)["algo"], memory, filled)
         assert state.attention["params"]["Dense_0"]["kernel"].shape == (3, hidden)
@@ -454,7 +456,7 @@ def test_mcpo_update_with_beta_one_is_ppo_kl_update(kind):
     assert_tree_close(state["opt"], state_kl["opt"], rtol=0, atol=0)
     new, new_state, metrics = MCPO_RULE.update(kind, hp, params, state, batch, key)
     new_kl, new_state_kl, metrics_kl = PPO_KL_RULE.update(kind, hp_kl, params, state_kl, batch, key)
-    assert float(metrics["beta"]) == 1.0 and float(metrics_kl["beta"]) == np.float32(c)
+    assert float(metrics["beta"]) == 1.0 and float(metrics_kl["kl_coef"]) == np.float32(c)
     assert_tree_close(new, new_kl, rtol=1e-5, atol=1e-6)
     assert_tree_close(new_state["opt"], new_state_kl["opt"], rtol=1e-5, atol=1e-6)
     for name in ("policy_loss", "loss", "kl"):
@@ -576,7 +578,7 @@ def test_finish_writes_pi_old_into_the_slot_memory_replace_picks(replace, slot):
     batch = make_batch(kind, params, seed=5)
     memory = stacked(*(perturb(params["actor"], 20 + i, 0.3) for i in range(N_SLOTS)))
     config = RULE_CONFIG.replace(memory_replace=replace)
-    rule, _, adaptation = rule_parts(make_mcpo_rule, mcpo_hparams(), kind, config)
+    rule, _, adaptation = rule_parts("mcpo", make_mcpo_adaptation, mcpo_hparams(), kind, config)
     state = with_memory(rule.init(params)["algo"], memory, [True] * N_SLOTS, [5, 1, 2, 3])
     state, prepared = adaptation.prepare(params, state, batch)
     state = state._replace(slot_kl=jnp.array([0.3, 0.05, 0.2, 0.4]))  # all above 0.01

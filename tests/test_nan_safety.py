@@ -2,7 +2,8 @@
 environment's NaN is detected per update, agents stay independent, and the CLI reports it.
 
 The NaN comes from :class:`NaNReward`, a CartPole whose reward is NaN in a window of env
-steps given by its (traced, per-agent) env params, put in place of ``jaxpo.train.bare_env``.
+steps given by its (traced, per-agent) env params, registered as custom env ids
+(``jaxpo.envs.register``) so that runs, sweeps and the CLI build it like any other env.
 Compiling is the slow part, so the file compiles four programs, once each: single updates of
 one agent (run again and again, for the state after each update), a sweep of three members
 (run twice: with and without NaN), the CLI's run, and a small GRPO run.
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpo import Config, cli, default_hparams, envs, sweep, train
+from jaxpo import Config, cli, default_hparams, envs, runs, sweep
 from jaxpo.train import make_train, make_trainer
 
 #: PPO-KL carries β as algorithm state (and Adam's step count anneals the learning rate).
@@ -31,13 +32,13 @@ CONFIG = Config(
     num_minibatches=2,
     hidden_sizes=(16,),
     max_consecutive_skips=3,
+    env_id="custom:nan_cartpole",
 )
 T, U, K = CONFIG.num_steps, CONFIG.num_updates, CONFIG.max_consecutive_skips
 #: a NaN reward in update 1 only, and in updates 2, 3, 4 (K of them: the agent fails at 4).
 ONE_NAN = (1 * T, 1 * T + 1)
 FAILING = (2 * T, 5 * T)
 CLEAN = (math.inf, math.inf)
-REAL_BARE_ENV = train.bare_env
 
 
 class NaNParams(NamedTuple):
@@ -69,9 +70,18 @@ class NaNReward(envs.Wrapper):
         return (inner, t + 1), ts._replace(reward=jnp.where(hit, jnp.nan, ts.reward))
 
 
-def patch_env(mp: pytest.MonkeyPatch, window: tuple[float, float] = CLEAN) -> None:
-    """Makes every run built from now on use :class:`NaNReward` with default ``window``."""
-    mp.setattr(train, "bare_env", lambda config: NaNReward(REAL_BARE_ENV(config), window))
+#: env ids of NaNReward CartPoles with default windows: clean, step 0 only, failing.
+WINDOWS = {"nan_cartpole": CLEAN, "nan_cartpole_first": (0, 1), "nan_cartpole_failing": FAILING}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nan_envs():
+    """Registers the NaNReward CartPoles as custom env ids for this module."""
+    for name, window in WINDOWS.items():
+        envs.register(name, lambda w=window: NaNReward(envs.make("gymnax:CartPole-v1"), w))
+    yield
+    for name in WINDOWS:
+        del envs.CUSTOM[name]
 
 
 def with_window(hparams, nan_from, nan_to):
@@ -97,10 +107,8 @@ def forget_nan_programs():
 
 
 @pytest.fixture(scope="module")
-def nan_env():
-    with pytest.MonkeyPatch.context() as mp:
-        patch_env(mp)
-        yield default_hparams(CONFIG)
+def nan_env(nan_envs):
+    return default_hparams(CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -233,12 +241,11 @@ def test_grouped_rollouts_count_env_nonfinite():
         num_minibatches=2,
         hidden_sizes=(8,),
         max_consecutive_skips=2,
+        env_id="custom:nan_cartpole_first",
     )
-    with pytest.MonkeyPatch.context() as mp:
-        patch_env(mp, (0, 1))
-        hparams = default_hparams(config)
-        out = jax.jit(make_train(config))(jax.random.key(0), hparams)
-        start = jax.jit(make_trainer(config).init)(jax.random.key(0), hparams)
+    hparams = default_hparams(config)
+    out = jax.jit(make_train(config))(jax.random.key(0), hparams)
+    start = jax.jit(make_trainer(config).init)(jax.random.key(0), hparams)
     np.testing.assert_array_equal(out.metrics["env_nonfinite"], [4, 4, 4])
     np.testing.assert_array_equal(out.metrics["update_skipped"], [1, 1, 1])
     np.testing.assert_array_equal(out.metrics["failed"], [0, 1, 1])
@@ -252,14 +259,13 @@ def test_cli_train_reports_env_nan_skips_and_failure(tmp_path, capsys):
     sets = ["num_envs=2", "num_steps=16", "update_epochs=1", "num_minibatches=2"]
     sets += ["hidden_sizes=16", f"max_consecutive_skips={K}"]
     argv = ["train", "--algo", "ppo_kl", "--seeds", "1", "--seed-offset", "3"]
+    argv += ["--env", "custom:nan_cartpole_failing"]
     argv += ["--total-timesteps", str(CONFIG.total_timesteps), "--no-progress"]
     argv += ["--out", str(tmp_path), *(a for s in sets for a in ("--set", s))]
-    with pytest.MonkeyPatch.context() as mp:
-        patch_env(mp, FAILING)
-        assert cli.main(argv) == 0
+    assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert (
-        "environment gymnax:CartPole-v1 emitted non-finite observations or rewards at "
+        "environment custom:nan_cartpole_failing emitted non-finite observations or rewards at "
         "update(s) 3, 4, 5 (seed 3)"
     ) in printed
     assert "seed 3: 3 of 6 updates skipped" in printed and "update(s) 3, 4, 5\n" in printed
@@ -275,16 +281,16 @@ def test_nan_report_of_a_sweep_lists_the_first_updates_and_agents():
         "skipped_total": np.cumsum(flags, -1),
         "failed": np.zeros_like(flags),
     }
-    lines = cli.nan_report(metrics, np.arange(10, 17), CONFIG)
+    lines = runs.nan_report(metrics, np.arange(10, 17), CONFIG)
     assert lines[0] == (
-        "environment gymnax:CartPole-v1 emitted non-finite observations or rewards at "
+        "environment custom:nan_cartpole emitted non-finite observations or rewards at "
         "update(s) 3, 4, 5, 6, 7, ... (member 1, seed 10)"
     )
     assert lines[1].startswith("member 1, seed 10: 8 of 10 updates skipped")
-    assert len(lines) == 2 * cli.REPORT_LIMIT + 1
+    assert len(lines) == 2 * runs.REPORT_LIMIT + 1
     assert lines[-1] == "... and 2 more agent(s) (see metrics.csv)"
     clean = {k: np.zeros((2, 5)) for k in metrics}
-    assert cli.nan_report(clean, np.arange(2), CONFIG) == []
+    assert runs.nan_report(clean, np.arange(2), CONFIG) == []
 
 
 def test_max_consecutive_skips_is_validated():

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 from rule_helpers import cheap_jit
 
-from jaxpo.algos.base import Batch
-from jaxpo.algos.natural import kl_step_scale, make_policy_problem
+from jaxpo.algos.natural import kl_step_scale, make_natural_loss, make_policy_problem
 from jaxpo.algos.npg import NPGHParams, npg_step
 from jaxpo.algos.trpo import TRPOHParams, trpo_step
+from jaxpo.batches import SampleBatch
 from jaxpo.config import Config
 from jaxpo.losses import categorical_kl, gaussian_kl, importance_surrogate, kl_divergence
 from jaxpo.natgrad import (
@@ -39,7 +39,7 @@ from jaxpo.natgrad import (
     output_fisher,
 )
 from jaxpo.natgrad.fisher import make_kl_hessian_vector_product
-from jaxpo.networks import Actor, distribution
+from jaxpo.networks import Actor, Networks, distribution
 
 # These tests check numerics, not speed, so XLA's expensive CPU code generation is skipped (as
 # in tests/envs/conftest.py): it roughly halves compile time, which dominates here.
@@ -609,6 +609,13 @@ def test_importance_surrogate():
 # --------------------------------------------------------------------------- policy problem
 
 
+def policy_problem(config, actor, params, batch, damping):
+    """The natural-gradient problem of the family's public loss at ``params``."""
+    networks = Networks(actor, None)
+    loss_fn = make_natural_loss(config, None, networks)
+    return make_policy_problem(config, networks, loss_fn, params, batch, damping)
+
+
 def make_batch(actor, params, obs, noise, adv_scale=1.0):
     """A batch with actions drawn from the policy at ``params`` (Gumbel-max, or μ + σ·ε)."""
     noise = cast(noise, obs.dtype)
@@ -619,7 +626,7 @@ def make_batch(actor, params, obs, noise, adv_scale=1.0):
         action = loc + jnp.exp(log_std) * noise.eps
     log_prob = distribution((loc, log_std)).log_prob(action)
     zeros = jnp.zeros(obs.shape[:1], obs.dtype)
-    return Batch(obs, action, log_prob, zeros, adv_scale * noise.advantages, zeros)
+    return SampleBatch(obs, action, log_prob, zeros, adv_scale * noise.advantages, zeros)
 
 
 def config_for(**changes):
@@ -645,7 +652,7 @@ def test_policy_problem_direction(discrete):
         out = {}
         for sub in subsamples:
             config = config_for(fisher_subsample=sub)
-            problem = make_policy_problem(config, actor, params, batch, damping)
+            problem = policy_problem(config, actor, params, batch, damping)
             fvp = make_fisher_vector_product(
                 # every s-th step of each of the 4 envs (the batch is time-major, 4 x 4)
                 lambda p, s=sub: actor.apply(p, obs.reshape(4, 4, -1)[::s].reshape(-1, OBS_DIM)),
@@ -689,9 +696,7 @@ def test_fisher_forms_agree_float32(discrete):
     def directions(params, obs, noise):
         batch = make_batch(actor, params, obs, noise)
         return {
-            form: make_policy_problem(
-                config_for(fisher_form=form), actor, params, batch, 0.1
-            ).direction
+            form: policy_problem(config_for(fisher_form=form), actor, params, batch, 0.1).direction
             for form in ("gauss_newton", "kl_hessian")
         }
 
@@ -726,7 +731,7 @@ def test_npg_step_lengths():
         out = {}
         for mode in ("normalized", "fixed"):
             config = config_for(algo="npg", natural_step=mode)
-            problem = make_policy_problem(config, actor, params, batch, hp.cg_damping)
+            problem = policy_problem(config, actor, params, batch, hp.cg_damping)
             new, metrics = npg_step(config, problem, hp)
             out[mode] = (problem.direction, problem.curvature, new, metrics, problem.evaluate(new))
         return out
@@ -778,7 +783,7 @@ def trpo_run(discrete):
     def run(params, obs, noise, max_kl, adv_scale, damping):
         batch = make_batch(actor, params, obs, noise, adv_scale)
         hparams = trpo_hparams(max_kl, damping)
-        problem = make_policy_problem(config, actor, params, batch, hparams.cg_damping)
+        problem = policy_problem(config, actor, params, batch, hparams.cg_damping)
         new_params, metrics = trpo_step(config, problem, hparams)
         return new_params, metrics
 

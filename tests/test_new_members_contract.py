@@ -18,11 +18,16 @@ ACTOR_CRITIC = Config(
     hidden_sizes=(16,),
 )
 GROUPED = ACTOR_CRITIC.replace(
-    num_envs=4, group_size=2, num_steps=24, total_timesteps=4 * 24 * 3, hidden_sizes=(8,)
+    algo="grpo",
+    num_envs=4,
+    group_size=2,
+    num_steps=24,
+    total_timesteps=4 * 24 * 3,
+    hidden_sizes=(8,),
 )
 #: algorithm -> (config, swept hparam, values, other values)
 CASES = {
-    "grpo": (GROUPED.replace(algo="grpo"), "kl_coef", [0.0, 0.5], [0.1, 2.0]),
+    "grpo": (GROUPED, "kl_coef", [0.0, 0.5], [0.1, 2.0]),
     "tic_grpo": (GROUPED.replace(algo="tic_grpo"), "learning_rate", [3e-3, 3e-2], [1e-2, 0.1]),
     # (the first updates try every arm whatever ucb_coef is, so sweep another knob)
     "adaptive_ppo": (ACTOR_CRITIC.replace(algo="adaptive_ppo"), "ent_coef", [0, 0.05], [0.01, 1]),

@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from rule_helpers import capture_rule_parts, cheap_jit
+from rule_helpers import cheap_jit
 
 from jaxpo import Config, default_hparams, make_train
 from jaxpo.algos import ALGORITHMS, MDPOHParams, PPOKLHParams
-from jaxpo.algos.base import Batch
-from jaxpo.algos.mdpo import make_mdpo_rule
-from jaxpo.algos.ppo_kl import make_ppo_kl_rule
+from jaxpo.algos.mdpo import make_mdpo_adaptation
+from jaxpo.algos.ppo_kl import make_ppo_kl_adaptation
+from jaxpo.batches import SampleBatch
 from jaxpo.losses import (
     adapt_kl_coef,
     importance_surrogate,
@@ -31,7 +31,7 @@ from jaxpo.losses import (
     policy_gradient,
     ppo_kl,
 )
-from jaxpo.networks import Actor, Critic, distribution
+from jaxpo.networks import Actor, Critic, Networks, distribution
 
 # These tests check numerics, not speed: skip XLA's expensive CPU code generation (as in
 # tests/test_natgrad.py), which roughly halves compile time.
@@ -432,8 +432,7 @@ def tiny_config(algo, **changes):
 
 
 def tiny_hparams(cls, **overrides):
-    name = {PPOKLHParams: "ppo_kl", MDPOHParams: "mdpo"}[cls]
-    return cls.create(None, **{**ALGORITHMS[name].defaults, **overrides})
+    return cls.default(None, **overrides)
 
 
 def init_params(kind, seed=0):
@@ -460,12 +459,12 @@ def random_batch(rng, kind, n, log_prob=None):
     if log_prob is None:
         log_prob = rng.normal(-1.0, 0.3, n)
     v, adv, ret = rng.normal(size=(3, n)).astype(np.float32)
-    return Batch(obs, action, np.asarray(log_prob, np.float32), v, adv, ret)
+    return SampleBatch(obs, action, np.asarray(log_prob, np.float32), v, adv, ret)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("algo", ["ppo_kl", "mdpo"])
-def test_rule_policy_term_uses_the_method_kl_direction(monkeypatch, kind, algo):
+def test_rule_policy_term_uses_the_method_kl_direction(kind, algo):
     """PPO-KL's loss penalises KL(π_old‖π_θ), MDPO's KL(π_θ‖π_old); their after-update KL
     metrics measure the same direction. π_θ and π_old are the asymmetric pair above."""
     n = 16
@@ -479,17 +478,18 @@ def test_rule_policy_term_uses_the_method_kl_direction(monkeypatch, kind, algo):
     new_dist = (P_CAT, None) if kind == "categorical" else P_GAUSS
     params = constant_policy_params(kind, init_params(kind), new_dist)
     config = tiny_config(algo)
-    seen = capture_rule_parts(monkeypatch)
+    networks = Networks(tiny_actor(kind), TINY_CRITIC)
     if algo == "mdpo":
         hparams = tiny_hparams(MDPOHParams, horizon=4.0)
-        make_mdpo_rule(config, hparams, tiny_actor(kind), TINY_CRITIC)
+        adaptation = make_mdpo_adaptation(config, hparams, networks)
         algo_state, coef = jnp.int32(3), 2.0  # 1/t_3 = 1/(1 − 2/4)
     else:
         hparams = tiny_hparams(PPOKLHParams, kl_target=0.01, kl_coef_init=1.0)
-        make_ppo_kl_rule(config, hparams, tiny_actor(kind), TINY_CRITIC)
+        adaptation = make_ppo_kl_adaptation(config, hparams, networks)
         algo_state, coef = jnp.float32(2.5), 2.5
 
-    _, metrics = cheap_jit(seen["loss_fn"])(params, batch, algo_state)
+    loss_fn = ALGORITHMS[algo].make_loss(config, hparams, networks)
+    _, metrics = cheap_jit(loss_fn)(params, batch, algo_state)
     ratio = np.exp(np_log_prob(new, batch.action) - batch.log_prob)
     surrogate = -ratio * np_normalize(batch.advantages)
     forward, reverse = np_kl(new, old), np_kl(old, new)  # KL(π_θ‖π_old), KL(π_old‖π_θ)
@@ -499,24 +499,26 @@ def test_rule_policy_term_uses_the_method_kl_direction(monkeypatch, kind, algo):
     np.testing.assert_allclose(metrics["policy_loss"], want, rtol=1e-5)
 
     # finish: the KL metric is measured in the same direction, from the batch's π_old
-    _, finish_metrics = seen["adaptation"].finish(algo_state, params, params, batch)
+    _, finish_metrics = adaptation.finish(algo_state, params, params, batch)
     np.testing.assert_allclose(finish_metrics["kl"], right.mean(), rtol=1e-5)
     assert abs(right.mean() - wrong.mean()) > 0.1
     # prepare: π_old's outputs are recorded from the pre-update parameters
-    _, prepared = seen["adaptation"].prepare(params, algo_state, batch._replace(old_outputs=None))
+    _, prepared = adaptation.prepare(params, algo_state, batch._replace(old_outputs=None))
     np.testing.assert_allclose(prepared.old_outputs[0], new[0], rtol=1e-5, atol=1e-6)
 
 
-def rule_program(make_rule, config, actor):
+def rule_program(algo, config, actor):
     """``init`` and ``update`` jitted once each, with the hparams as traced arguments."""
+    make_rule = ALGORITHMS[algo].make_update_rule
 
     @cheap_jit
     def init(hparams, params):
-        return make_rule(config, hparams, actor, TINY_CRITIC).init(params)
+        return make_rule(config, hparams, Networks(actor, TINY_CRITIC)).init(params)
 
     @cheap_jit
     def update(hparams, params, state, batch, key):
-        return make_rule(config, hparams, actor, TINY_CRITIC).update(params, state, batch, key)
+        rule = make_rule(config, hparams, Networks(actor, TINY_CRITIC))
+        return rule.update(params, state, batch, key)
 
     return init, update
 
@@ -530,7 +532,7 @@ def test_ppo_kl_rule_adapts_beta():
     kind = "categorical"
     config = tiny_config("ppo_kl")
     actor = tiny_actor(kind)
-    init, update = rule_program(make_ppo_kl_rule, config, actor)
+    init, update = rule_program("ppo_kl", config, actor)
     params = init_params(kind, seed=3)
     rng = np.random.default_rng(4)
     batch = random_batch(rng, kind, config.batch_size)
@@ -547,7 +549,7 @@ def test_ppo_kl_rule_adapts_beta():
     assert float(state["algo"]) == np.float32(beta0)
     new_params, new_state, metrics = update(hp, params, state, batch, key)
     kl = float(metrics["kl"])
-    assert float(metrics["beta"]) == np.float32(beta0)  # the β the loss used
+    assert float(metrics["kl_coef"]) == np.float32(beta0)  # the β the loss used
     # the metric is E_s[KL(π_old ‖ π_new)] on the batch
     np.testing.assert_allclose(kl, mean_kl_np(actor, params, new_params, batch.obs), rtol=1e-4)
     assert kl > 1e-4
@@ -560,21 +562,21 @@ def test_ppo_kl_rule_adapts_beta():
         _, s, m = update(hp_t, params, init(hp_t, params), batch, key)
         assert float(m["kl"]) == kl
         assert float(s["algo"]) == np.float32(beta0) * factor, (target, factor)
-        assert float(s["algo"]) == float(adapt_kl_coef(m["beta"], m["kl"], hp_t.kl_target))
+        assert float(s["algo"]) == float(adapt_kl_coef(m["kl_coef"], m["kl"], hp_t.kl_target))
 
     # a second update uses the adapted β and adapts it again
     hp_t = hp.set(kl_target=kl / 3)
     p1, s1, _ = update(hp_t, params, init(hp_t, params), batch, key)
     _, s2, m2 = update(hp_t, p1, s1, batch, jax.random.key(1))
-    assert float(m2["beta"]) == float(s1["algo"]) == np.float32(2 * beta0)
-    assert float(s2["algo"]) == float(adapt_kl_coef(m2["beta"], m2["kl"], hp_t.kl_target))
+    assert float(m2["kl_coef"]) == float(s1["algo"]) == np.float32(2 * beta0)
+    assert float(s2["algo"]) == float(adapt_kl_coef(m2["kl_coef"], m2["kl"], hp_t.kl_target))
 
 
 def test_mdpo_rule_counts_iterations():
     kind = "gaussian"
     config = tiny_config("mdpo")
     actor = tiny_actor(kind)
-    init, update = rule_program(make_mdpo_rule, config, actor)
+    init, update = rule_program("mdpo", config, actor)
     params = init_params(kind, seed=5)
     rng = np.random.default_rng(6)
     batch = random_batch(rng, kind, config.batch_size)
@@ -631,7 +633,7 @@ def ppo_kl_runs():
 
 
 def check_beta_sequence(metrics, final_beta, target, beta0):
-    beta, kl = metrics["beta"], metrics["kl"]
+    beta, kl = metrics["kl_coef"], metrics["kl"]
     assert beta.shape == kl.shape == (10,)
     assert np.all(np.isfinite(kl)) and np.all(kl > 0)
     assert beta[0] == np.float32(beta0)

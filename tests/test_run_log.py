@@ -161,7 +161,7 @@ CONFIG = Config(
 
 @pytest.mark.parametrize("progress", [True, False])
 def test_run_progress_true_shows_a_display_and_false_compiles_no_hook(progress, capsys):
-    config = CONFIG  # progress_interval 0: progress=True reports at the default interval
+    config = CONFIG  # no progress_interval: progress=True reports at the default interval
     hparams = sweep.grid(default_hparams(config), learning_rate=[1e-3, 3e-4])
     built = []
     real_make_sweep_fn = sweep.make_sweep_fn
@@ -171,7 +171,7 @@ def test_run_progress_true_shows_a_display_and_false_compiles_no_hook(progress, 
         return built[-1]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep, "make_sweep_fn", spying_make_sweep_fn)
+        mp.setattr(sweep.runner, "make_sweep_fn", spying_make_sweep_fn)
         for _ in range(2):  # a second run reuses the compiled program
             result = sweep.run(config, hparams, seeds=2, progress=progress, keep_state=False)
     assert result.metrics["episode_return"].shape == (2, 2, 4)
@@ -181,7 +181,7 @@ def test_run_progress_true_shows_a_display_and_false_compiles_no_hook(progress, 
     fn, _ = built[0]
     mesh = sweep.make_mesh(sweep.devices_for(4))
     inputs = sweep.place(sweep.agent_inputs(hparams, np.arange(2)), mesh)
-    assert compiles_callback(fn, *inputs) == progress
+    assert compiles_callback(fn, *inputs, np.int32(4)) == progress
     # progress=True: a report per update (the default interval of 4 updates), per run
     reports = [f"ppo: update {u}/4" for u in (1, 2, 3, 4)] * 2 if progress else []
     assert [line.split(" |")[0] for line in lines] == reports

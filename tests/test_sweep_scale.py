@@ -132,8 +132,8 @@ def test_nan_in_one_members_rewards_leaves_the_others_bit_identical(hp):
     poisoned = grid.replace(reward_scale=grid.reward_scale.at[1].set(np.nan))
     fn, _ = sweep.make_sweep_fn(CONFIG, None, sweep.make_mesh())
     seeds = np.arange(SEEDS)
-    clean = sweep.to_host(fn(*sweep.agent_inputs(grid, seeds)))
-    dirty = sweep.to_host(fn(*sweep.agent_inputs(poisoned, seeds)))
+    clean = sweep.to_host(fn(*sweep.agent_inputs(grid, seeds), np.int32(0)))
+    dirty = sweep.to_host(fn(*sweep.agent_inputs(poisoned, seeds), np.int32(0)))
     bad = slice(SEEDS, 2 * SEEDS)  # member 1's agents
     assert np.isnan(dirty.metrics["policy_loss"][bad]).all()
     keep = np.r_[0:SEEDS, 2 * SEEDS : 3 * SEEDS]
@@ -227,14 +227,15 @@ SHARDED = textwrap.dedent(
     config = Config(**fields, hidden_sizes=(8, 8))
     grid = sweep.grid(default_hparams(config), learning_rate=[1e-3, 3e-4, 1e-4, 3e-3])
     calls = []
-    config = config.replace(progress_interval=2)
     devices = jax.devices()
-    sharded = sweep.run(config, grid, seeds=2, progress=lambda *c: calls.append(c))
+    sharded = sweep.run(
+        config, grid, seeds=2, progress=lambda *c: calls.append(c), progress_interval=2
+    )
     chunked = sweep.run(config, grid, seeds=2, chunk_size=4)
     alone = sweep.run(config, grid, seeds=2, devices=devices[:1])
     fn, _ = sweep.make_sweep_fn(config, None, sweep.make_mesh())
     first_chunk = jax.tree.map(lambda x: x[:4], sweep.agent_inputs(grid, np.arange(2)))
-    out = fn(*sweep.place(first_chunk, sweep.make_mesh()))  # the chunked run's program
+    out = fn(*sweep.place(first_chunk, sweep.make_mesh()), np.int32(2))  # the chunked program
     sharding = out.metrics["episode_return"].sharding
     diff = lambda a, b: max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
     print(json.dumps({

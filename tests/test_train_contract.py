@@ -29,7 +29,7 @@ CONFIG = Config(
     hidden_sizes=(16, 16),
 )
 NUM_UPDATES = 5
-PROGRESS = CONFIG.replace(progress_interval=2)
+EVERY = 2  # updates between progress reports
 LRS = [1e-3, 3e-4]
 SEEDS = 2
 REQUIRED_METRICS = {
@@ -108,15 +108,15 @@ def swept(grid_hp, hp):
 
     with pytest.MonkeyPatch.context() as mp:
         traces = count_traces(mp)
-        mp.setattr(sweep, "make_sweep_fn", spying_make_sweep_fn)
-        result = sweep.run(PROGRESS, grid_hp, seeds=SEEDS, progress=hook)
+        mp.setattr(sweep.runner, "make_sweep_fn", spying_make_sweep_fn)
+        result = sweep.run(CONFIG, grid_hp, seeds=SEEDS, progress=hook, progress_interval=EVERY)
         jax.block_until_ready(result.metrics)
         calls = list(hook.calls)
         traces_after_run = traces["n"]
         other = sweep.grid(hp, learning_rate=[3e-3, 1e-4])
         fn, _ = sweep_fns[0]
         inputs = sweep.place(sweep.agent_inputs(other, np.arange(SEEDS)), sweep.make_mesh())
-        again = sweep.to_host(fn(*inputs))
+        again = sweep.to_host(fn(*inputs, np.int32(EVERY)))
     return {
         "result": result,
         "metrics": to_numpy(result.metrics),
@@ -131,8 +131,8 @@ def swept(grid_hp, hp):
 @pytest.fixture(scope="module")
 def progress_single(grid_hp):
     hook = Recorder()
-    train = jax.jit(make_train(PROGRESS, progress=hook))
-    out = train(jax.random.key(0), sweep.member_hparams(grid_hp, 0))
+    train = jax.jit(make_train(CONFIG, progress=hook))
+    out = train(jax.random.key(0), sweep.member_hparams(grid_hp, 0), EVERY)
     metrics = to_numpy(out.metrics)
     return {"calls": list(hook.calls), "metrics": metrics}
 
@@ -279,15 +279,31 @@ def test_progress_hook_once_per_update_under_sweep(swept):
     assert not np.allclose(calls[-1][2], np.ravel(calls[-1][2])[0])
 
 
-@pytest.mark.parametrize(
-    ("interval", "with_hook", "compiled_in"),
-    [(0, False, False), (2, False, False), (0, True, False), (2, True, True)],
-)
-def test_callback_only_compiled_in_with_hook(hp, interval, with_hook, compiled_in):
-    train = make_train(
-        CONFIG.replace(progress_interval=interval), progress=Recorder() if with_hook else None
-    )
-    assert compiles_callback(train, jax.random.key(0), hp) == compiled_in
+@pytest.mark.parametrize("with_hook", [False, True])
+def test_callback_only_compiled_in_with_hook(hp, with_hook):
+    train = make_train(CONFIG, progress=Recorder() if with_hook else None)
+    assert compiles_callback(train, jax.random.key(0), hp) == with_hook
+
+
+def test_changing_the_progress_cadence_does_not_retrace(hp):
+    """The cadence is a traced argument: one trace serves every interval, 0 means never."""
+    hook = Recorder()
+    trainer = jaxpo.train.make_trainer(CONFIG, progress=hook)
+    traces = {"n": 0}
+
+    def run(state, hparams, every):
+        traces["n"] += 1
+        return trainer.run(state, hparams, NUM_UPDATES, every)
+
+    run = jax.jit(run)
+    state = jax.jit(trainer.init)(jax.random.key(0), hp)
+    reported = {}
+    for every in (2, 3, 1, 0):
+        hook.calls.clear()
+        jax.block_until_ready(run(state, hp, every))
+        reported[every] = [call[0] for call in hook.calls]
+    assert traces["n"] == 1
+    assert reported == {2: [2, 4, 5], 3: [3, 5], 1: [1, 2, 3, 4, 5], 0: []}
 
 
 # --------------------------------------------------------------------------- sweep specs

@@ -9,8 +9,9 @@ import pytest
 
 import jaxpo
 from jaxpo import Config, default_hparams, envs, make_train, sweep
-from jaxpo.algos import ALGORITHMS, Algorithm
+from jaxpo.algos import ALGORITHMS
 from jaxpo.config import validate_config
+from jaxpo.hparams import defaults as hparams_defaults
 from jaxpo.hparams import validate_hparams
 from jaxpo.train import check_action_space
 
@@ -74,7 +75,6 @@ def test_num_minibatches_must_divide_batch():
         ("total_timesteps", 0),
         ("update_epochs", 0),
         ("num_minibatches", 0),
-        ("episode_length", 0),
         ("num_envs", 2.0),
         ("num_envs", True),
     ],
@@ -96,7 +96,6 @@ def test_total_timesteps_smaller_than_one_batch():
         ("action_mode", "wrap"),
         ("hidden_sizes", ()),
         ("hidden_sizes", (64, 0)),
-        ("progress_interval", -1),
         ("brax_backend", "nope"),
     ],
 )
@@ -108,6 +107,37 @@ def test_other_bad_config_fields(field, value):
 def test_config_replace_unknown_field():
     with pytest.raises(ValueError, match="unknown_field"):
         TINY.replace(unknown_field=1)
+
+
+@pytest.mark.parametrize(
+    ("field", "owners"),
+    [
+        ("cg_iters", r"\['npg', 'trpo'\]"),
+        ("group_size", r"\['grpo', 'tic_grpo'\]"),
+        ("memory_size", r"\['mcpo'\]"),
+    ],
+)
+def test_section_field_of_another_algorithm_is_refused(field, owners):
+    with pytest.raises(ValueError, match=rf"{field}.*belongs to the config of {owners}.*'ppo'"):
+        TINY.replace(**{field: 3})
+    with pytest.raises(ValueError, match=rf"{field}.*belongs"):
+        Config(algo="a2c", **{field: 3})
+
+
+@pytest.mark.parametrize(
+    ("algo", "field", "value", "pattern"),
+    [
+        ("trpo", "cg_iters", 0, "cg_iters must be a positive integer"),
+        ("trpo", "fisher_form", "exact", "fisher_form='exact' must be one of"),
+        ("npg", "natural_step", "big", "natural_step='big' must be one of"),
+        ("mcpo", "memory_replace", "random", "memory_replace='random' must be one of"),
+        ("ppo", "advantage", "td", "advantage='td' must be one of"),
+        ("adaptive_ppo", "clip_candidates", (), "clip_candidates must be a non-empty"),
+    ],
+)
+def test_bad_section_fields_are_refused_by_their_section(algo, field, value, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make_train(TINY.replace(algo=algo, **{field: value}))
 
 
 def test_presets_validate_too():
@@ -199,8 +229,8 @@ def test_wrong_hparams_class(hp):
 def test_hparams_create_unknown_and_missing(hp):
     cls = type(hp)
     with pytest.raises(ValueError, match="bogus"):
-        cls.create(hp.env_params, **ALGORITHMS["ppo"].defaults, bogus=1.0)
-    defaults = dict(ALGORITHMS["ppo"].defaults)
+        cls.create(hp.env_params, **hparams_defaults(cls), bogus=1.0)
+    defaults = hparams_defaults(cls)
     del defaults["clip_eps"]
     with pytest.raises(ValueError, match="clip_eps"):
         cls.create(hp.env_params, **defaults)
@@ -211,14 +241,7 @@ def test_hparams_create_unknown_and_missing(hp):
 
 def fake_algorithm(name, discrete, continuous):
     ppo = ALGORITHMS["ppo"]
-    return Algorithm(
-        name=name,
-        hparams_cls=ppo.hparams_cls,
-        defaults=ppo.defaults,
-        make_update_rule=ppo.make_update_rule,
-        discrete=discrete,
-        continuous=continuous,
-    )
+    return ppo._replace(name=name, discrete=discrete, continuous=continuous)
 
 
 def test_continuous_only_algorithm_on_discrete_env():

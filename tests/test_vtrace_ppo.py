@@ -11,7 +11,7 @@ import pytest
 from jaxpo import Config, default_hparams, make_train
 from jaxpo.advantages import vtrace
 from jaxpo.algos.actor_critic import make_vtrace_relabel
-from jaxpo.algos.base import Batch, RolloutData
+from jaxpo.batches import RolloutData, SampleBatch
 from jaxpo.networks import distribution, make_networks
 from jaxpo.train import make_env
 
@@ -75,8 +75,8 @@ def test_relabel_uses_the_current_policy_and_critic(algo):
     terminated = done & (rng.random(n) < 0.5)
     reward = jnp.asarray(rng.normal(size=n), jnp.float32)
     rollout = RolloutData(reward, jnp.asarray(terminated), jnp.asarray(done), next_obs, 0.0, 0.0)
-    batch = Batch(obs, action, behaviour, None, None, None, rollout=rollout)
-    out = make_vtrace_relabel(config, hparams, actor, critic)(params, batch)
+    batch = SampleBatch(obs, action, behaviour, None, None, None, rollout=rollout)
+    out = make_vtrace_relabel(config, hparams, make_networks(config, env))(params, batch)
 
     log_prob = distribution(actor.apply(params["actor"], obs)).log_prob(action)
     steps = (config.num_steps, config.num_envs)

@@ -1,47 +1,54 @@
 """A2C: the ratio-free policy gradient −E[log π_θ·Â] + c_v·L_V − c_e·H.
 
-One Adam step per rollout (``update_epochs = num_minibatches = 1``, applied by
-``presets.get`` for every env); more epochs or minibatches are allowed. The value loss is
-never clipped (A2C has no ε).
+One Adam step per rollout: the section sets ``update_epochs = num_minibatches = 1`` for
+every ``Config(algo="a2c")`` that does not set them; more epochs or minibatches are
+allowed. The value loss is never clipped (A2C has no ε).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import jax
+from flax import struct
 
 from ..config import Config
 from ..losses.policy_gradient import policy_gradient
-from ..networks import Actor, Critic
+from ..networks import Networks
 from .actor_critic import (
-    ACTOR_CRITIC_DEFAULTS,
+    ActorCriticConfig,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_rule,
+    actor_critic_algorithm,
+    make_actor_critic_loss,
 )
-from .base import Algorithm, UpdateRule
-
-DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "learning_rate": 7e-4}
+from .base import LossFn, register
 
 
-def make_a2c_rule(
-    config: Config, hparams: ActorCriticHParams, actor: Actor, critic: Critic
-) -> UpdateRule:
-    """A2C's update rule: the first-order rule on the policy-gradient loss."""
+@dataclasses.dataclass(frozen=True)
+class A2CConfig(ActorCriticConfig):
+    """A2C's section: one full-batch step per rollout by default."""
+
+    CONFIG_DEFAULTS: ClassVar = {"update_epochs": 1, "num_minibatches": 1}
+
+
+@struct.dataclass
+class A2CHParams(ActorCriticHParams):
+    """A2C's traced hyperparameters: the family's, with its own learning rate."""
+
+    DEFAULTS: ClassVar = {"learning_rate": 7e-4}
+
+
+def make_a2c_loss(config: Config, hparams: A2CHParams, networks: Networks) -> LossFn:
+    """−E[log π_θ(a|s)·Â] + c_v·value_loss − c_e·H."""
 
     def policy_term(inputs: PolicyInputs, _: Any) -> tuple[jax.Array, dict]:
         return policy_gradient(inputs.log_prob, inputs.advantages), {}
 
-    return make_actor_critic_rule(config, hparams, actor, critic, policy_term)
+    return make_actor_critic_loss(config, hparams, networks, policy_term)
 
 
-A2C = Algorithm(
-    name="a2c",
-    hparams_cls=ActorCriticHParams,
-    defaults=DEFAULTS,
-    make_update_rule=make_a2c_rule,
-    config_defaults={"update_epochs": 1, "num_minibatches": 1},
-)
+A2C = register(actor_critic_algorithm("a2c", A2CHParams, make_a2c_loss, config_cls=A2CConfig))
 
-__all__ = ["A2C", "make_a2c_rule"]
+__all__ = ["A2C", "A2CConfig", "A2CHParams", "make_a2c_loss"]

@@ -1,66 +1,64 @@
-"""The rule shared by the first-order actor-critic family (PPO, PPO-KL, A2C, MDPO, MCPO, ...).
+"""The first-order actor-critic family (PPO, PPO-KL, A2C, MDPO, MCPO, Adaptive-PPO, ...).
 
 L = mean(policy term) + c_v·value_loss − c_e·H on a minibatch; each algorithm supplies only
-its per-sample policy term (from :mod:`jaxpo.losses`), any algorithm state of its own, and
-any metrics. With ``config.advantage == "vtrace"`` the advantages and value targets are
-recomputed by V-trace with the current parameters at the start of every epoch.
+its per-sample policy term (from :mod:`jaxpo.losses`), any algorithm state of its own
+(an :class:`~jaxpo.algos.first_order.Adaptation`), and any metrics;
+:func:`actor_critic_algorithm` assembles the rest. With ``advantage="vtrace"`` in the
+section, the advantages and value targets are recomputed by V-trace with the current
+parameters at the start of every epoch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 from flax import struct
 
-from ..advantages import vtrace
-from ..config import Config
-from ..hparams import HParams
+from ..batches import SampleBatch
+from ..collect import ESTIMATORS, estimate, sample_collector
+from ..config import AlgoConfig, Config, one_of
+from ..hparams import HParams, hparam
 from ..losses import health
 from ..losses.kl import DistParams, kl_divergence
 from ..losses.value import value_loss
-from ..networks import Actor, Critic, distribution
-from .base import Batch, UpdateRule
-from .first_order import STATELESS, Adaptation, LossFn, Relabel, make_first_order_rule
+from ..networks import Networks, distribution
+from .base import Algorithm, LossFn, MakeLoss, MakeUpdateRule, UpdateRule
+from .first_order import STATELESS, Adaptation, Relabel, make_first_order_rule
 
-#: Defaults every first-order actor-critic algorithm starts from (each overrides some).
-ACTOR_CRITIC_DEFAULTS = {
-    "learning_rate": 2.5e-4,
-    "gamma": 0.99,
-    "gae_lambda": 0.95,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "ent_coef": 0.01,
-    "vf_coef": 0.5,
-    "vtrace_rho_bar": 1.0,
-    "vtrace_c_bar": 1.0,
-}
+
+@dataclasses.dataclass(frozen=True)
+class ActorCriticConfig(AlgoConfig):
+    """Static options of the first-order actor-critic family.
+
+    Attributes:
+        advantage: the advantage and value-target estimator, ``"gae"`` or ``"vtrace"``
+            (recomputed with the current parameters at every epoch, correcting for how far
+            the policy moved from the one that collected the batch).
+    """
+
+    advantage: str = "gae"
+
+    def validate(self, config: Config) -> None:
+        """Checks the flat batch and the estimator."""
+        super().validate(config)
+        one_of("advantage", self.advantage, ESTIMATORS)
 
 
 @struct.dataclass
 class ActorCriticHParams(HParams):
-    """Traced coefficients every first-order actor-critic algorithm has.
+    """Traced coefficients every first-order actor-critic algorithm has."""
 
-    Attributes:
-        ent_coef: entropy bonus coefficient c_e, ≥ 0.
-        vf_coef: value-loss coefficient c_v, ≥ 0.
-        vtrace_rho_bar: V-trace's ρ̄, the clip of the importance weights in the targets and
-            the policy advantage, > 0 (used when ``config.advantage == "vtrace"``).
-        vtrace_c_bar: V-trace's c̄, the clip of the trace coefficients, > 0 (likewise).
-    """
-
-    ent_coef: jax.Array
-    vf_coef: jax.Array
-    vtrace_rho_bar: jax.Array
-    vtrace_c_bar: jax.Array
-
-    BOUNDS: ClassVar = {
-        "ent_coef": (0.0, None, True, False),
-        "vf_coef": (0.0, None, True, False),
-        "vtrace_rho_bar": (0.0, None, False, False),
-        "vtrace_c_bar": (0.0, None, False, False),
-    }
+    ent_coef: jax.Array = hparam(0.01, "entropy bonus coefficient c_e", ge=0.0)
+    vf_coef: jax.Array = hparam(0.5, "value-loss coefficient c_v", ge=0.0)
+    vtrace_rho_bar: jax.Array = hparam(
+        1.0, "V-trace's ρ̄: clip of the importance weights (advantage='vtrace')", gt=0.0
+    )
+    vtrace_c_bar: jax.Array = hparam(
+        1.0, "V-trace's c̄: clip of the trace coefficients (advantage='vtrace')", gt=0.0
+    )
 
 
 class PolicyInputs(NamedTuple):
@@ -76,7 +74,7 @@ class PolicyInputs(NamedTuple):
     outputs: DistParams
     log_prob: jax.Array
     advantages: jax.Array
-    batch: Batch
+    batch: SampleBatch
 
 
 #: ``(inputs, algo_state) -> (per-sample policy loss [n], metrics)``.
@@ -84,6 +82,9 @@ PolicyTerm = Callable[[PolicyInputs, Any], tuple[jax.Array, dict[str, jax.Array]
 
 #: ``algo_state -> ε`` of the value clip around the old values.
 ValueClip = Callable[[Any], jax.Array]
+
+#: ``(config, hparams, networks) -> Adaptation``: an algorithm's state beside the optimiser's.
+MakeAdaptation = Callable[[Config, HParams, Networks], Adaptation]
 
 
 def normalize(advantages: jax.Array) -> jax.Array:
@@ -94,8 +95,7 @@ def normalize(advantages: jax.Array) -> jax.Array:
 def make_actor_critic_loss(
     config: Config,
     hparams: ActorCriticHParams,
-    actor: Actor,
-    critic: Critic,
+    networks: Networks,
     policy_term: PolicyTerm,
     value_clip: ValueClip | None = None,
 ) -> LossFn:
@@ -104,14 +104,16 @@ def make_actor_critic_loss(
     Args:
         config: the run's config.
         hparams: the run's hparams (``ent_coef``, ``vf_coef``).
-        actor: the policy network.
-        critic: the value network.
+        networks: actor and critic.
         policy_term: the algorithm's per-sample policy loss.
         value_clip: ε of the value clip as a function of the algorithm state, or ``None``
             for no clip (it is also dropped when ``config.clip_value_loss`` is off).
     """
+    actor, critic = networks
 
-    def loss_fn(params: Any, mb: Batch, algo_state: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss_fn(
+        params: Any, mb: SampleBatch, algo_state: Any
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         outputs = actor.apply(params["actor"], mb.obs)
         dist = distribution(outputs)
         log_prob = dist.log_prob(mb.action)
@@ -136,9 +138,7 @@ def make_actor_critic_loss(
     return loss_fn
 
 
-def make_vtrace_relabel(
-    config: Config, hparams: ActorCriticHParams, actor: Actor, critic: Critic
-) -> Relabel:
+def make_vtrace_relabel(config: Config, hparams: ActorCriticHParams, networks: Networks) -> Relabel:
     """V-trace advantages and targets of a batch under the current parameters.
 
     The behaviour policy μ is the one that collected the batch (``batch.log_prob``); π and
@@ -146,25 +146,24 @@ def make_vtrace_relabel(
     far π has moved (ρ = π/μ clipped by ρ̄, traces by c̄). ``batch.values`` (the old values
     the value clip is centred on) is left as collected.
     """
+    actor, critic = networks
     steps = (config.num_steps, config.num_envs)
 
-    def relabel(params: Any, batch: Batch) -> Batch:
+    def relabel(params: Any, batch: SampleBatch) -> SampleBatch:
         def time_major(x: jax.Array) -> jax.Array:
             return x.reshape(steps + x.shape[1:])
 
         log_prob = distribution(actor.apply(params["actor"], batch.obs)).log_prob(batch.action)
         data = batch.rollout
-        advantages, targets = vtrace(
+        advantages, targets = estimate(
+            "vtrace",
             time_major(data.reward),
             time_major(critic.apply(params["critic"], batch.obs)),
             time_major(critic.apply(params["critic"], data.next_obs)),
             time_major(data.terminated),
             time_major(data.done),
-            time_major(log_prob - batch.log_prob),
-            hparams.gamma,
-            hparams.gae_lambda,
-            hparams.vtrace_rho_bar,
-            hparams.vtrace_c_bar,
+            hparams,
+            log_rho=time_major(log_prob - batch.log_prob),
         )
         advantages, targets = jax.lax.stop_gradient((advantages, targets))
         return batch._replace(advantages=advantages.reshape(-1), returns=targets.reshape(-1))
@@ -172,40 +171,67 @@ def make_vtrace_relabel(
     return relabel
 
 
-def make_actor_critic_rule(
-    config: Config,
-    hparams: ActorCriticHParams,
-    actor: Actor,
-    critic: Critic,
-    policy_term: PolicyTerm,
-    value_clip: ValueClip | None = None,
-    adaptation: Adaptation = STATELESS,
-) -> UpdateRule:
-    """The first-order rule on :func:`make_actor_critic_loss` (V-trace relabelled if asked)."""
-    loss_fn = make_actor_critic_loss(config, hparams, actor, critic, policy_term, value_clip)
-    relabel = (
-        make_vtrace_relabel(config, hparams, actor, critic)
-        if config.advantage == "vtrace"
-        else None
+def actor_critic_rule(
+    make_loss: MakeLoss, make_adaptation: MakeAdaptation | None = None
+) -> MakeUpdateRule:
+    """The first-order rule on an algorithm's loss (V-trace relabelled if asked)."""
+
+    def make_update_rule(
+        config: Config, hparams: ActorCriticHParams, networks: Networks
+    ) -> UpdateRule:
+        adaptation = make_adaptation(config, hparams, networks) if make_adaptation else STATELESS
+        relabel = (
+            make_vtrace_relabel(config, hparams, networks) if config.advantage == "vtrace" else None
+        )
+        loss_fn = make_loss(config, hparams, networks)
+        return make_first_order_rule(config, hparams, loss_fn, adaptation, relabel)
+
+    return make_update_rule
+
+
+#: Flat sample batches, advantages by the section's estimator.
+ACTOR_CRITIC_SAMPLES = sample_collector(lambda config: config.advantage)
+
+
+def actor_critic_algorithm(
+    name: str,
+    hparams_cls: type[ActorCriticHParams],
+    make_loss: MakeLoss,
+    make_adaptation: MakeAdaptation | None = None,
+    config_cls: type[ActorCriticConfig] = ActorCriticConfig,
+    **kwargs: Any,
+) -> Algorithm:
+    """An :class:`~jaxpo.algos.base.Algorithm` of this family from its loss and state."""
+    return Algorithm(
+        name=name,
+        config_cls=config_cls,
+        hparams_cls=hparams_cls,
+        collector=ACTOR_CRITIC_SAMPLES,
+        make_loss=make_loss,
+        make_update_rule=actor_critic_rule(make_loss, make_adaptation),
+        **kwargs,
     )
-    return make_first_order_rule(config, hparams, loss_fn, adaptation, relabel)
 
 
-def record_old_outputs(actor: Actor) -> Callable[[Any, Any, Batch], tuple[Any, Batch]]:
+def record_old_outputs(
+    networks: Networks,
+) -> Callable[[Any, Any, SampleBatch], tuple[Any, SampleBatch]]:
     """An :class:`~jaxpo.algos.first_order.Adaptation` ``prepare`` that stores π_old's outputs."""
 
-    def prepare(params: Any, state: Any, batch: Batch) -> tuple[Any, Batch]:
-        old = jax.lax.stop_gradient(actor.apply(params["actor"], batch.obs))
+    def prepare(params: Any, state: Any, batch: SampleBatch) -> tuple[Any, SampleBatch]:
+        old = jax.lax.stop_gradient(networks.actor.apply(params["actor"], batch.obs))
         return state, batch._replace(old_outputs=old)
 
     return prepare
 
 
-def mean_kl_after(actor: Actor, new_params: Any, batch: Batch, reverse: bool = False) -> jax.Array:
+def mean_kl_after(
+    networks: Networks, new_params: Any, batch: SampleBatch, reverse: bool = False
+) -> jax.Array:
     """E_s[KL(π_old ‖ π_new)] over the batch (E_s[KL(π_new ‖ π_old)] if ``reverse``).
 
     ``batch.old_outputs`` holds π_old's outputs.
     """
-    new = actor.apply(new_params["actor"], batch.obs)
+    new = networks.actor.apply(new_params["actor"], batch.obs)
     pair = (new, batch.old_outputs) if reverse else (batch.old_outputs, new)
     return kl_divergence(*pair).mean()

@@ -11,43 +11,62 @@ the value clip). With a single candidate it is PPO with that ε.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import dataclasses
+import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from ..bandit import ucb_init, ucb_observe, ucb_select
+from ..batches import SampleBatch
 from ..config import Config
-from ..networks import Actor, Critic
+from ..hparams import hparam
+from ..networks import Networks
 from .actor_critic import (
-    ACTOR_CRITIC_DEFAULTS,
+    ActorCriticConfig,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_rule,
+    actor_critic_algorithm,
+    make_actor_critic_loss,
 )
-from .base import Algorithm, Batch, UpdateRule
+from .base import LossFn, register
 from .first_order import Adaptation
 from .ppo import clipped_term
 
 
-@struct.dataclass
-class AdaptivePPOHParams(ActorCriticHParams):
-    """Adaptive-PPO's traced hyperparameters.
+@dataclasses.dataclass(frozen=True)
+class AdaptivePPOConfig(ActorCriticConfig):
+    """Adaptive-PPO's static options.
 
     Attributes:
-        ucb_coef: c, the UCB1 exploration coefficient, ≥ 0.
+        clip_candidates: the clip values ε the UCB bandit chooses among.
     """
 
-    ucb_coef: jax.Array
+    clip_candidates: tuple[float, ...] = (0.1, 0.2, 0.3)
 
-    BOUNDS: ClassVar = {"ucb_coef": (0.0, None, True, False)}
+    def validate(self, config: Config) -> None:
+        """Checks the family's fields and the candidates."""
+        super().validate(config)
+        if not self.clip_candidates or any(
+            not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0
+            for eps in self.clip_candidates
+        ):
+            raise ValueError(
+                f"clip_candidates must be a non-empty tuple of finite values > 0, "
+                f"got {self.clip_candidates!r}"
+            )
 
 
-DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "ucb_coef": 1.0}
+@struct.dataclass
+class AdaptivePPOHParams(ActorCriticHParams):
+    """Adaptive-PPO's traced hyperparameters."""
+
+    ucb_coef: jax.Array = hparam(1.0, "c, the UCB1 exploration coefficient", ge=0.0)
 
 
-def clip_bandit(config: Config, hparams: AdaptivePPOHParams) -> Adaptation:
+def clip_bandit(config: Config, hparams: AdaptivePPOHParams, networks: Networks) -> Adaptation:
     """The bandit as algorithm state; ``prepare`` rewards the last arm and picks the next."""
     candidates = jnp.asarray(config.clip_candidates, jnp.float32)
     num_arms = len(config.clip_candidates)
@@ -61,7 +80,7 @@ def clip_bandit(config: Config, hparams: AdaptivePPOHParams) -> Adaptation:
             "seen": jnp.bool_(False),
         }
 
-    def prepare(params: Any, state: dict[str, Any], batch: Batch) -> tuple[Any, Batch]:
+    def prepare(params: Any, state: dict[str, Any], batch: SampleBatch) -> tuple[Any, SampleBatch]:
         data = batch.rollout
         ret = data.episode_return
         seen = jnp.logical_or(state["seen"], data.episodes > 0)
@@ -81,17 +100,17 @@ def clip_bandit(config: Config, hparams: AdaptivePPOHParams) -> Adaptation:
         }
         return state, batch
 
-    def finish(state: dict[str, Any], old: Any, new: Any, batch: Batch) -> tuple[Any, dict]:
+    def finish(state: dict[str, Any], old: Any, new: Any, batch: SampleBatch) -> tuple[Any, dict]:
         picks = {f"arm_picks_{k}": state["picks"][k] for k in range(num_arms)}
         return state, {"clip_eps": candidates[state["arm"]], **picks}
 
     return Adaptation(init=init, prepare=prepare, finish=finish)
 
 
-def make_adaptive_ppo_rule(
-    config: Config, hparams: AdaptivePPOHParams, actor: Actor, critic: Critic
-) -> UpdateRule:
-    """PPO's rule with ε = clip_candidates[arm] from the bandit state."""
+def make_adaptive_ppo_loss(
+    config: Config, hparams: AdaptivePPOHParams, networks: Networks
+) -> LossFn:
+    """PPO's loss with ε = clip_candidates[arm], the arm in the bandit state."""
     candidates = jnp.asarray(config.clip_candidates, jnp.float32)
 
     def clip_eps(state: dict[str, Any]) -> jax.Array:
@@ -100,16 +119,23 @@ def make_adaptive_ppo_rule(
     def policy_term(inputs: PolicyInputs, state: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
         return clipped_term(inputs, clip_eps(state))
 
-    return make_actor_critic_rule(
-        config, hparams, actor, critic, policy_term, clip_eps, clip_bandit(config, hparams)
+    return make_actor_critic_loss(config, hparams, networks, policy_term, clip_eps)
+
+
+ADAPTIVE_PPO = register(
+    actor_critic_algorithm(
+        "adaptive_ppo",
+        AdaptivePPOHParams,
+        make_adaptive_ppo_loss,
+        clip_bandit,
+        config_cls=AdaptivePPOConfig,
     )
-
-
-ADAPTIVE_PPO = Algorithm(
-    name="adaptive_ppo",
-    hparams_cls=AdaptivePPOHParams,
-    defaults=DEFAULTS,
-    make_update_rule=make_adaptive_ppo_rule,
 )
 
-__all__ = ["ADAPTIVE_PPO", "AdaptivePPOHParams", "make_adaptive_ppo_rule"]
+__all__ = [
+    "ADAPTIVE_PPO",
+    "AdaptivePPOConfig",
+    "AdaptivePPOHParams",
+    "clip_bandit",
+    "make_adaptive_ppo_loss",
+]

@@ -1,81 +1,30 @@
-"""What an algorithm is made of: static facts, traced hparams, and an ``(init, update)`` rule.
+"""What an algorithm is made of, and how a new one is registered.
 
-An update rule works like an optax transformation: ``init(params)`` builds the rule's state
-(optimiser state plus any algorithm state), ``update(params, state, batch, key)`` consumes one
-batch and returns new parameters, new state and a dict of scalar metrics. ``make_train``
-composes it with rollouts and advantage estimation.
+An :class:`Algorithm` bundles its static config section, its traced hparams, how its data is
+collected (:class:`~jaxpo.collect.Collector`), its loss and its update rule. An update rule
+works like an optax transformation: ``init(params)`` builds the rule's state (optimiser
+state plus any algorithm state), ``update(params, state, batch, key)`` consumes one batch and
+returns new parameters, new state and a dict of scalar metrics. ``make_train`` composes it
+with the collector and never asks which algorithm it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+import dataclasses
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import jax
 
-from ..config import Config
-from ..hparams import HParams
-from ..networks import Actor, Critic
+from .. import registry
+from ..batches import Batch
+from ..collect import Collector
+from ..config import COMMON_FIELDS, LOOP_DEFAULTS, AlgoConfig, Config
+from ..hparams import HParams, specs
+from ..networks import Networks
 
-
-class RolloutData(NamedTuple):
-    """What an update rule may re-read of the rollout behind a batch (never shuffled).
-
-    Arrays are flattened time-major like the batch (``reshape(num_steps, num_envs)``
-    restores ``[T, B]``).
-
-    Attributes:
-        reward: scaled rewards, ``[N]``.
-        terminated: the value after the step is 0 (bootstrap cut), ``[N]`` bool.
-        done: the episode ended at the step (terminated or truncated), ``[N]`` bool.
-        next_obs: the observation each step led to before any auto-reset, ``[N, *obs_shape]``.
-        episode_return: mean raw return of the episodes that finished in the rollout
-            (carried forward from earlier rollouts if none did; 0 before any), scalar.
-        episodes: number of episodes that finished in the rollout, scalar.
-    """
-
-    reward: jax.Array
-    terminated: jax.Array
-    done: jax.Array
-    next_obs: jax.Array
-    episode_return: jax.Array
-    episodes: jax.Array
-
-
-class Batch(NamedTuple):
-    """One update's data, flattened to ``N = num_envs * num_steps`` samples.
-
-    Grouped (critic-free) algorithms get trajectories instead: every per-sample array is
-    ``[E, H, ...]`` (``E = num_envs`` trajectories of horizon ``H = num_steps``),
-    ``advantages`` and ``returns`` are ``[E]``, ``values`` is ``None`` and
-    ``extras["mask"]`` ``[E, H]`` marks the steps up to and including each trajectory's
-    first episode end.
-
-    Attributes:
-        obs: ``[N, *obs_shape]``.
-        action: ``[N]`` or ``[N, action_dim]``.
-        log_prob: ``log π_old(a|s)``, ``[N]``.
-        values: ``V_old(s)``, ``[N]``.
-        advantages: ``[N]``.
-        returns: value targets, ``[N]``.
-        old_outputs: π_old's distribution parameters ``(loc, log_std | None)``, each
-            ``[N, ...]``, for algorithms whose loss needs a closed-form KL to π_old (filled by
-            their update rule; ``None`` otherwise).
-        extras: other per-sample arrays an algorithm's rule adds (shuffled with the batch).
-        rollout: the :class:`RolloutData` of actor-critic batches (``None`` for grouped
-            ones); update rules drop it before splitting the batch into minibatches.
-    """
-
-    obs: jax.Array
-    action: jax.Array
-    log_prob: jax.Array
-    values: jax.Array
-    advantages: jax.Array
-    returns: jax.Array
-    old_outputs: Any = None
-    extras: Any = None
-    rollout: RolloutData | None = None
+#: ``loss_fn(params, batch_or_minibatch, algo_state) -> (loss, metrics)``.
+LossFn = Callable[[Any, Batch, Any], tuple[jax.Array, dict[str, jax.Array]]]
 
 
 class UpdateRule(NamedTuple):
@@ -85,13 +34,19 @@ class UpdateRule(NamedTuple):
     update: Callable[[Any, Any, Batch, jax.Array], tuple[Any, Any, dict[str, jax.Array]]]
 
 
-class MakeUpdateRule(Protocol):
-    """Builds an algorithm's rule inside ``train`` (hparams may be tracers)."""
+class MakeLoss(Protocol):
+    """Builds an algorithm's loss for one run (hparams may be tracers)."""
 
-    def __call__(
-        self, config: Config, hparams: HParams, actor: Actor, critic: Critic
-    ) -> UpdateRule:
-        """Returns the update rule for one run."""
+    def __call__(self, config: Config, hparams: HParams, networks: Networks) -> LossFn:
+        """Returns the loss function."""
+        ...
+
+
+class MakeUpdateRule(Protocol):
+    """Builds an algorithm's update rule for one run (hparams may be tracers)."""
+
+    def __call__(self, config: Config, hparams: HParams, networks: Networks) -> UpdateRule:
+        """Returns the update rule."""
         ...
 
 
@@ -100,23 +55,62 @@ class Algorithm(NamedTuple):
 
     Attributes:
         name: registry key (``config.algo``).
-        hparams_cls: its :class:`~jaxpo.hparams.HParams` subclass.
-        defaults: default values of every scalar hparam.
+        config_cls: its static config section (an :class:`~jaxpo.config.AlgoConfig`).
+        hparams_cls: its :class:`~jaxpo.hparams.HParams` subclass (defaults and ranges in
+            its fields).
+        collector: how its batches are gathered (flat samples or whole trajectories).
+        make_loss: builds the loss its update rule minimises (public, so tests and users
+            can evaluate it directly).
         make_update_rule: builds the update rule.
         discrete: supports discrete action spaces.
         continuous: supports continuous (Box) action spaces.
-        config_defaults: static config fields that define the method (e.g. A2C's one
-            full-batch step per rollout), applied by ``presets.get`` under any preset.
-        grouped: critic-free and trained on groups of whole trajectories that share a start
-            state (GRPO family): every update resets the envs, rolls ``num_steps`` steps and
-            builds a trajectory batch (see :class:`Batch`); there is no value network.
     """
 
     name: str
-    hparams_cls: type
-    defaults: dict[str, float]
+    config_cls: type[AlgoConfig]
+    hparams_cls: type[HParams]
+    collector: Collector
+    make_loss: MakeLoss
     make_update_rule: MakeUpdateRule
     discrete: bool = True
     continuous: bool = True
-    config_defaults: Mapping[str, Any] = MappingProxyType({})
-    grouped: bool = False
+
+
+def register(algorithm: Algorithm, replace: bool = False) -> Algorithm:
+    """Adds ``algorithm`` to the registry, so ``Config(algo=algorithm.name)`` runs it.
+
+    Checks the pieces before storing them: the section is a frozen dataclass subclass of
+    :class:`~jaxpo.config.AlgoConfig` whose fields do not shadow common config fields and
+    whose ``CONFIG_DEFAULTS`` name loop sizes only; the hparams class is an
+    :class:`~jaxpo.hparams.HParams` subclass.
+
+    Args:
+        algorithm: the description.
+        replace: allow replacing an algorithm registered under the same name.
+
+    Returns:
+        ``algorithm`` (so it can be used as ``ALGO = register(Algorithm(...))``).
+
+    Raises:
+        TypeError: a piece of the wrong kind.
+        ValueError: a taken name (without ``replace``) or a clashing field.
+    """
+    section = algorithm.config_cls
+    if not (isinstance(section, type) and issubclass(section, AlgoConfig)):
+        raise TypeError(f"config_cls of {algorithm.name!r} must subclass jaxpo.config.AlgoConfig")
+    if not (dataclasses.is_dataclass(section) and section.__dataclass_params__.frozen):
+        raise TypeError(f"config_cls of {algorithm.name!r} must be a frozen dataclass")
+    clash = sorted({f.name for f in dataclasses.fields(section)} & set(COMMON_FIELDS))
+    if clash:
+        raise ValueError(f"config_cls of {algorithm.name!r} redefines common fields {clash}")
+    extra = sorted(set(section.CONFIG_DEFAULTS) - set(LOOP_DEFAULTS))
+    if extra:
+        raise ValueError(
+            f"CONFIG_DEFAULTS of {algorithm.name!r} may set {sorted(LOOP_DEFAULTS)}, not {extra}"
+        )
+    if not (isinstance(algorithm.hparams_cls, type) and issubclass(algorithm.hparams_cls, HParams)):
+        raise TypeError(f"hparams_cls of {algorithm.name!r} must subclass jaxpo.HParams")
+    specs(algorithm.hparams_cls)  # every field declared with hparam()
+    if not isinstance(algorithm.collector, Collector):
+        raise TypeError(f"collector of {algorithm.name!r} must be a jaxpo.collect.Collector")
+    return registry.add(algorithm, replace=replace)

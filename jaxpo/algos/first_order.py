@@ -16,12 +16,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ..batches import Batch
 from ..config import Config
 from ..hparams import HParams
-from .base import Batch, UpdateRule
-
-#: ``loss_fn(params, minibatch, algo_state) -> (loss, metrics)``.
-LossFn = Callable[[Any, Batch, Any], tuple[jax.Array, dict[str, jax.Array]]]
+from .base import LossFn, UpdateRule
 
 #: ``relabel(params, batch) -> batch``: recomputes advantages and targets with the current
 #: parameters at the start of every epoch (V-trace's off-policy correction).
@@ -86,7 +84,7 @@ def make_first_order_rule(
 ) -> UpdateRule:
     """Epochs × minibatches of gradient steps on ``loss_fn(params, minibatch, algo_state)``.
 
-    Each epoch reshuffles the batch (without its ``rollout`` data, after ``relabel`` if
+    Each epoch reshuffles the batch (its ``shuffleable()`` part, after ``relabel`` if
     one is given). The rule's state is ``{"opt": optimiser state, "algo": algorithm
     state}``. Metrics are the loss function's metrics and the pre-clip gradient norm,
     averaged over every minibatch step of the update, then the adaptation's metrics.
@@ -111,9 +109,7 @@ def make_first_order_rule(
 
         def epoch(carry: tuple[Any, Any], key: jax.Array) -> tuple[tuple[Any, Any], Any]:
             data = batch if relabel is None else relabel(carry[0], batch)
-            minibatches = shuffled_minibatches(
-                key, data._replace(rollout=None), config.num_minibatches
-            )
+            minibatches = shuffled_minibatches(key, data.shuffleable(), config.num_minibatches)
             return jax.lax.scan(minibatch_step, carry, minibatches)
 
         keys = jax.random.split(key, config.update_epochs)

@@ -1,7 +1,7 @@
 """GRPO and TIC-GRPO: critic-free, group-relative policy optimisation on control tasks.
 
 Each update rolls fresh groups of G trajectories that share a start state (see
-:mod:`jaxpo.grouped`); a trajectory's advantage is its return standardised within its group,
+:mod:`jaxpo.collect`); a trajectory's advantage is its return standardised within its group,
 so there is no value network. The policy takes ``update_epochs`` × ``num_minibatches`` Adam
 steps, minibatches being sets of whole trajectories, on
 
@@ -10,11 +10,12 @@ L = mean_i surrogate_i + β·mean_i mean_t k3(π_θ, π_ref) − c_e·H,
 where GRPO's surrogate averages per-step clipped ratios over a trajectory's steps and
 TIC-GRPO's clips one trajectory-level ratio (see :mod:`jaxpo.losses.group`). The reference
 policy π_ref of the k3 KL penalty is the initial policy, or the current one every
-``config.ref_update_interval`` updates; it is algorithm state.
+``ref_update_interval`` updates; it is algorithm state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -22,16 +23,62 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ..config import Config
-from ..hparams import HParams
+from ..batches import TrajectoryBatch
+from ..collect import TRAJECTORIES
+from ..config import AlgoConfig, Config, positive_int
+from ..hparams import HParams, hparam
 from ..losses.group import grpo_surrogate, k3_kl, masked_trajectory_mean, tic_grpo_surrogate
 from ..losses.health import approx_kl
-from ..networks import Actor, Critic, distribution
-from .base import Algorithm, Batch, UpdateRule
+from ..networks import Networks, distribution
+from .base import Algorithm, LossFn, MakeLoss, UpdateRule, register
 from .first_order import Adaptation, make_first_order_rule
 
-#: ``(log_prob, old_log_prob, advantages, mask, clip_low, clip_high) -> [n]``.
+#: ``(log_prob, old_log_prob, advantages, mask, clip_eps, clip_eps_high) -> [n]``.
 Surrogate = Callable[..., jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig(AlgoConfig):
+    """Static options of GRPO and TIC-GRPO (4 groups × G = 8 trajectories of up to 500 steps).
+
+    Attributes:
+        group_size: G, trajectories per group: ``num_envs = groups × G`` environments, each
+            group reset from one key so its trajectories share a start state;
+            ``num_steps`` is the horizon.
+        ref_update_interval: the reference policy (for the k3 KL penalty) becomes the
+            current policy every this many updates; 0 keeps the initial policy.
+    """
+
+    group_size: int = 8
+    ref_update_interval: int = 0
+
+    CONFIG_DEFAULTS: ClassVar = {
+        "num_envs": 32,
+        "num_steps": 500,
+        "update_epochs": 2,
+        "num_minibatches": 2,
+        "total_timesteps": 2_000_000,
+    }
+
+    def validate(self, config: Config) -> None:
+        """Checks the groups and the trajectory batch (minibatches are sets of trajectories)."""
+        positive_int("group_size", self.group_size, minimum=2)
+        positive_int("ref_update_interval", self.ref_update_interval, minimum=0)
+        if config.num_envs % self.group_size:
+            raise ValueError(
+                f"group_size={self.group_size} does not divide num_envs={config.num_envs} "
+                f"(num_envs = groups x group_size for {config.algo})"
+            )
+        if config.num_envs % config.num_minibatches:
+            raise ValueError(
+                f"num_minibatches={config.num_minibatches} does not divide the "
+                f"num_envs={config.num_envs} trajectories of {config.algo}'s batch"
+            )
+        if config.normalize_obs:
+            raise ValueError(
+                f"normalize_obs is not supported by {config.algo}: its environments are reset "
+                f"every update, which would reset the running statistics"
+            )
 
 
 @struct.dataclass
@@ -41,69 +88,50 @@ class GRPOHParams(HParams):
     ``gamma`` discounts the trajectory return (1: the episode return); ``gae_lambda`` and
     ``reward_scale`` have no effect (no critic; the group standardisation removes any
     reward scale).
-
-    Attributes:
-        ent_coef: entropy bonus coefficient c_e, ≥ 0.
-        clip_eps: ε_low, the ratio's lower clip 1 − ε_low, in (0, 1).
-        clip_eps_high: ε_high, the ratio's upper clip 1 + ε_high, > 0.
-        kl_coef: β of the k3 KL penalty to the reference policy, ≥ 0 (0: no penalty).
     """
 
-    ent_coef: jax.Array
-    clip_eps: jax.Array
-    clip_eps_high: jax.Array
-    kl_coef: jax.Array
+    ent_coef: jax.Array = hparam(0.0, "entropy bonus coefficient c_e", ge=0.0)
+    clip_eps: jax.Array = hparam(0.2, "ε_low, the ratio's lower clip 1 − ε_low", gt=0.0, lt=1.0)
+    clip_eps_high: jax.Array = hparam(0.2, "ε_high, the ratio's upper clip 1 + ε_high", gt=0.0)
+    kl_coef: jax.Array = hparam(
+        0.0, "β of the k3 KL penalty to the reference policy (0: none)", ge=0.0
+    )
 
-    BOUNDS: ClassVar = {
-        "ent_coef": (0.0, None, True, False),
-        "clip_eps": (0.0, 1.0, False, False),
-        "clip_eps_high": (0.0, None, False, False),
-        "kl_coef": (0.0, None, True, False),
-    }
+    DEFAULTS: ClassVar = {"learning_rate": 3e-3, "gamma": 1.0, "gae_lambda": 1.0}
 
 
-DEFAULTS = {
-    "learning_rate": 3e-3,
-    "gamma": 1.0,
-    "gae_lambda": 1.0,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "ent_coef": 0.0,
-    "clip_eps": 0.2,
-    "clip_eps_high": 0.2,
-    "kl_coef": 0.0,
-}
+@struct.dataclass
+class TICGRPOHParams(GRPOHParams):
+    """TIC-GRPO's traced hyperparameters: GRPO's, with the DAPO-style upper clip 0.28."""
 
-#: The static shape of a grouped run: 4 groups × G = 8 trajectories of up to 500 steps.
-CONFIG_DEFAULTS = {
-    "num_envs": 32,
-    "group_size": 8,
-    "num_steps": 500,
-    "update_epochs": 2,
-    "num_minibatches": 2,
-    "total_timesteps": 2_000_000,
-}
+    DEFAULTS: ClassVar = {"clip_eps_high": 0.28}
 
 
-def reference_policy(config: Config, actor: Actor) -> Adaptation:
+def reference_policy(config: Config, hparams: GRPOHParams, networks: Networks) -> Adaptation:
     """π_ref as algorithm state: its log-probs go into the batch before each update.
 
     Args:
         config: the run's config (``ref_update_interval``: 0 keeps the initial policy,
             k > 0 makes the current policy the reference after every k-th update).
-        actor: the policy network.
+        hparams: the run's hparams (unused).
+        networks: the policy network.
 
     Returns:
         The :class:`~jaxpo.algos.first_order.Adaptation` whose state is
         ``{"ref": actor params, "updates": int32}``.
     """
+    actor = networks.actor
 
-    def prepare(params: Any, state: dict[str, Any], batch: Batch) -> tuple[Any, Batch]:
+    def prepare(
+        params: Any, state: dict[str, Any], batch: TrajectoryBatch
+    ) -> tuple[Any, TrajectoryBatch]:
         ref = distribution(actor.apply(state["ref"], batch.obs)).log_prob(batch.action)
         extras = {**batch.extras, "ref_log_prob": jax.lax.stop_gradient(ref)}
         return state, batch._replace(extras=extras)
 
-    def finish(state: dict[str, Any], old: Any, new: Any, batch: Batch) -> tuple[Any, dict]:
+    def finish(
+        state: dict[str, Any], old: Any, new: Any, batch: TrajectoryBatch
+    ) -> tuple[Any, dict]:
         updates = state["updates"] + 1
         ref = state["ref"]
         if config.ref_update_interval:
@@ -118,14 +146,16 @@ def reference_policy(config: Config, actor: Actor) -> Adaptation:
     )
 
 
-def make_group_rule(surrogate: Surrogate) -> Callable[..., UpdateRule]:
-    """The update-rule builder of a grouped algorithm with the given trajectory surrogate."""
+def make_group_loss(surrogate: Surrogate) -> MakeLoss:
+    """The loss builder of a grouped algorithm with the given trajectory surrogate."""
 
-    def make_rule(config: Config, hparams: GRPOHParams, actor: Actor, _: Critic) -> UpdateRule:
-        def loss_fn(params: Any, mb: Batch, state: Any) -> tuple[jax.Array, dict]:
-            dist = distribution(actor.apply(params["actor"], mb.obs))
+    def make_loss(config: Config, hparams: GRPOHParams, networks: Networks) -> LossFn:
+        """mean_i surrogate_i + β·mean_i mean_t k3(π_θ, π_ref) − c_e·H on whole trajectories."""
+
+        def loss_fn(params: Any, mb: TrajectoryBatch, state: Any) -> tuple[jax.Array, dict]:
+            dist = distribution(networks.actor.apply(params["actor"], mb.obs))
             log_prob = dist.log_prob(mb.action)
-            mask = mb.extras["mask"]
+            mask = mb.mask
             policy_loss = surrogate(
                 log_prob,
                 mb.log_prob,
@@ -146,27 +176,41 @@ def make_group_rule(surrogate: Surrogate) -> Callable[..., UpdateRule]:
                 "approx_kl": approx_kl(log_ratio) * mask.size / jnp.maximum(mask.sum(), 1.0),
             }
 
-        return make_first_order_rule(config, hparams, loss_fn, reference_policy(config, actor))
+        return loss_fn
 
-    return make_rule
+    return make_loss
 
 
-GRPO = Algorithm(
-    name="grpo",
-    hparams_cls=GRPOHParams,
-    defaults=DEFAULTS,
-    make_update_rule=make_group_rule(grpo_surrogate),
-    config_defaults=CONFIG_DEFAULTS,
-    grouped=True,
-)
+def group_algorithm(name: str, hparams_cls: type[GRPOHParams], surrogate: Surrogate) -> Algorithm:
+    """A grouped :class:`~jaxpo.algos.base.Algorithm` with the given trajectory surrogate."""
+    make_loss = make_group_loss(surrogate)
 
-TIC_GRPO = Algorithm(
-    name="tic_grpo",
-    hparams_cls=GRPOHParams,
-    defaults={**DEFAULTS, "clip_eps_high": 0.28},
-    make_update_rule=make_group_rule(tic_grpo_surrogate),
-    config_defaults=CONFIG_DEFAULTS,
-    grouped=True,
-)
+    def make_update_rule(config: Config, hparams: GRPOHParams, networks: Networks) -> UpdateRule:
+        loss_fn = make_loss(config, hparams, networks)
+        return make_first_order_rule(
+            config, hparams, loss_fn, reference_policy(config, hparams, networks)
+        )
 
-__all__ = ["GRPO", "GRPOHParams", "TIC_GRPO", "make_group_rule"]
+    return Algorithm(
+        name=name,
+        config_cls=GRPOConfig,
+        hparams_cls=hparams_cls,
+        collector=TRAJECTORIES,
+        make_loss=make_loss,
+        make_update_rule=make_update_rule,
+    )
+
+
+GRPO = register(group_algorithm("grpo", GRPOHParams, grpo_surrogate))
+TIC_GRPO = register(group_algorithm("tic_grpo", TICGRPOHParams, tic_grpo_surrogate))
+
+__all__ = [
+    "GRPO",
+    "GRPOConfig",
+    "GRPOHParams",
+    "TICGRPOHParams",
+    "TIC_GRPO",
+    "group_algorithm",
+    "make_group_loss",
+    "reference_policy",
+]

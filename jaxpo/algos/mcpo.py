@@ -27,13 +27,15 @@ config fields:
   on the attention parameters, maximising π_ψ's surrogate mean(π_ψ/π_old·Â) on the batch,
   before the policy update; ψ is then rebuilt with the new weights.
 - **Switching**: β = ``beta_high`` when π_old's estimated gain mean(Â) is at least π_ψ's
-  mean(π_ψ/π_old·Â), else ``beta_low`` (ψ looks better, so the policy is pulled towards it).
+  mean(π_ψ/π_old·Â) (a tie within 1e-6·mean(|Â|), i.e. float rounding, counts as at least),
+  else ``beta_low`` (ψ looks better, so the policy is pulled towards it).
   With ``beta_high = beta_low = 1`` MCPO is the PPO-KL form with a fixed β = ``kl_coef``.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+import dataclasses
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -41,63 +43,70 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from ..config import Config
+from ..batches import SampleBatch
+from ..config import Config, one_of, positive_int
+from ..hparams import hparam
 from ..losses.kl import kl_divergence
 from ..losses.penalty import mcpo
-from ..networks import Actor, Critic, distribution
+from ..networks import Networks, distribution
 from .actor_critic import (
-    ACTOR_CRITIC_DEFAULTS,
+    ActorCriticConfig,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_rule,
+    actor_critic_algorithm,
+    make_actor_critic_loss,
     normalize,
     record_old_outputs,
 )
-from .base import Algorithm, Batch, UpdateRule
+from .base import LossFn, register
 from .first_order import Adaptation
+
+MEMORY_REPLACE = ("oldest", "closest")
 
 #: Slot features fed to the attention network: gain, KL to π_old, min(age, N) / N.
 NUM_FEATURES = 3
 #: Log-ratios are clamped to ±this before exponentiating in the gain estimates.
 MAX_LOG_RATIO = 10.0
+#: Gains closer than this times mean(|Â|) are a tie (float rounding, not a real difference).
+TIE_TOLERANCE = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class MCPOConfig(ActorCriticConfig):
+    """MCPO's static options.
+
+    Attributes:
+        memory_size: N, the number of policy-memory slots.
+        memory_replace: which full slot is overwritten: ``"oldest"`` or ``"closest"`` (the
+            smallest KL(π_old ‖ π_i), i.e. the most redundant).
+        attention_hidden: width of the attention MLP.
+        attention_steps: Adam steps on the attention network per update.
+    """
+
+    memory_size: int = 5
+    memory_replace: str = "oldest"
+    attention_hidden: int = 16
+    attention_steps: int = 1
+
+    def validate(self, config: Config) -> None:
+        """Checks the family's fields and the memory's."""
+        super().validate(config)
+        for name in ("memory_size", "attention_hidden", "attention_steps"):
+            positive_int(name, getattr(self, name))
+        one_of("memory_replace", self.memory_replace, MEMORY_REPLACE)
 
 
 @struct.dataclass
 class MCPOHParams(ActorCriticHParams):
-    """MCPO's traced hyperparameters.
+    """MCPO's traced hyperparameters."""
 
-    Attributes:
-        kl_coef: c, the scale of both KL terms, ≥ 0.
-        beta_high: β when π_old's estimated gain beats π_ψ's, in [0, 1].
-        beta_low: β otherwise, in [0, 1].
-        write_threshold: smallest mean KL(π_old ‖ π_i) to the memory for π_old to be
-            written, ≥ 0.
-        attention_lr: Adam learning rate of the attention network, ≥ 0.
-    """
-
-    kl_coef: jax.Array
-    beta_high: jax.Array
-    beta_low: jax.Array
-    write_threshold: jax.Array
-    attention_lr: jax.Array
-
-    BOUNDS: ClassVar = {
-        "kl_coef": (0.0, None, True, False),
-        "beta_high": (0.0, 1.0, True, True),
-        "beta_low": (0.0, 1.0, True, True),
-        "write_threshold": (0.0, None, True, False),
-        "attention_lr": (0.0, None, True, False),
-    }
-
-
-DEFAULTS = {
-    **ACTOR_CRITIC_DEFAULTS,
-    "kl_coef": 1.0,
-    "beta_high": 1.0,
-    "beta_low": 0.5,
-    "write_threshold": 0.01,
-    "attention_lr": 1e-3,
-}
+    kl_coef: jax.Array = hparam(1.0, "c, the scale of both KL terms", ge=0.0)
+    beta_high: jax.Array = hparam(1.0, "β when π_old's estimated gain beats π_ψ's", ge=0.0, le=1.0)
+    beta_low: jax.Array = hparam(0.5, "β otherwise", ge=0.0, le=1.0)
+    write_threshold: jax.Array = hparam(
+        0.01, "smallest mean KL(π_old ‖ π_i) to the memory for π_old to be written", ge=0.0
+    )
+    attention_lr: jax.Array = hparam(1e-3, "Adam learning rate of the attention network", ge=0.0)
 
 
 class AttentionNet(nn.Module):
@@ -187,10 +196,33 @@ def should_write(slot_kl: jax.Array, filled: jax.Array, threshold: jax.Array) ->
     return jnp.min(jnp.where(filled, slot_kl, jnp.inf)) > threshold
 
 
-def make_mcpo_rule(
-    config: Config, hparams: MCPOHParams, actor: Actor, critic: Critic
-) -> UpdateRule:
-    """MCPO's update rule; its algorithm state is an :class:`MCPOState`."""
+def make_mcpo_loss(config: Config, hparams: MCPOHParams, networks: Networks) -> LossFn:
+    """−E[r·Â] + c·[β·KL(π_old ‖ π_θ) + (1 − β)·KL(π_ψ ‖ π_θ)] + c_v·value_loss − c_e·H.
+
+    β and π_ψ's outputs come from the algorithm state and the prepared batch.
+    """
+
+    def policy_term(inputs: PolicyInputs, state: MCPOState) -> tuple[jax.Array, dict]:
+        mb = inputs.batch
+        kl_old = kl_divergence(mb.old_outputs, inputs.outputs)
+        kl_virtual = kl_divergence(mb.extras["virtual"], inputs.outputs)
+        loss = mcpo(
+            inputs.log_prob,
+            mb.log_prob,
+            inputs.advantages,
+            kl_old,
+            kl_virtual,
+            state.beta,
+            hparams.kl_coef,
+        )
+        return loss, {}
+
+    return make_actor_critic_loss(config, hparams, networks, policy_term)
+
+
+def make_mcpo_adaptation(config: Config, hparams: MCPOHParams, networks: Networks) -> Adaptation:
+    """The memory, attention and switching state (:class:`MCPOState`) and its updates."""
+    actor = networks.actor
     attention = AttentionNet(hidden=config.attention_hidden)
     attention_tx = optax.adam(hparams.attention_lr)
     n = config.memory_size
@@ -211,8 +243,8 @@ def make_mcpo_rule(
             virtual_gain=jnp.zeros((), jnp.float32),
         )
 
-    def prepare(params: Any, state: MCPOState, batch: Batch) -> tuple[MCPOState, Batch]:
-        state, batch = record_old_outputs(actor)(params, state, batch)
+    def prepare(params: Any, state: MCPOState, batch: SampleBatch) -> tuple[MCPOState, SampleBatch]:
+        state, batch = record_old_outputs(networks)(params, state, batch)
         adv = normalize(batch.advantages) if config.normalize_advantages else batch.advantages
 
         def log_prob_of(actor_params: Any) -> tuple[jax.Array, Any]:
@@ -247,7 +279,10 @@ def make_mcpo_rule(
         weights = weights_of(attention_params)
         virtual_log_prob, virtual = log_prob_of(virtual_params(state.memory, weights))
         virtual_gain = surrogate_gain(virtual_log_prob, batch.log_prob, adv)
-        beta = jnp.where(adv.mean() >= virtual_gain, hparams.beta_high, hparams.beta_low)
+        # A tie within float rounding (ψ = π_old exactly, as at the first update) counts as
+        # π_old's win, so the choice does not depend on how XLA vectorised the two means.
+        margin = TIE_TOLERANCE * jnp.mean(jnp.abs(adv))
+        beta = jnp.where(adv.mean() + margin >= virtual_gain, hparams.beta_high, hparams.beta_low)
         state = state._replace(
             attention=attention_params,
             attention_opt=attention_opt,
@@ -259,22 +294,7 @@ def make_mcpo_rule(
         extras = {"virtual": jax.lax.stop_gradient(virtual)}
         return state, batch._replace(extras=extras)
 
-    def policy_term(inputs: PolicyInputs, state: MCPOState) -> tuple[jax.Array, dict]:
-        mb = inputs.batch
-        kl_old = kl_divergence(mb.old_outputs, inputs.outputs)
-        kl_virtual = kl_divergence(mb.extras["virtual"], inputs.outputs)
-        loss = mcpo(
-            inputs.log_prob,
-            mb.log_prob,
-            inputs.advantages,
-            kl_old,
-            kl_virtual,
-            state.beta,
-            hparams.kl_coef,
-        )
-        return loss, {}
-
-    def finish(state: MCPOState, old: Any, new: Any, batch: Batch) -> tuple[MCPOState, dict]:
+    def finish(state: MCPOState, old: Any, new: Any, batch: SampleBatch) -> tuple[MCPOState, dict]:
         outputs = actor.apply(new["actor"], batch.obs)
         write = should_write(state.slot_kl, state.filled, hparams.write_threshold)
         distance = state.slot_kl if config.memory_replace == "closest" else None
@@ -293,22 +313,23 @@ def make_mcpo_rule(
         }
         return state._replace(memory=memory, filled=filled, age=age), metrics
 
-    adaptation = Adaptation(init=init, prepare=prepare, finish=finish)
-    return make_actor_critic_rule(
-        config, hparams, actor, critic, policy_term, adaptation=adaptation
+    return Adaptation(init=init, prepare=prepare, finish=finish)
+
+
+MCPO = register(
+    actor_critic_algorithm(
+        "mcpo", MCPOHParams, make_mcpo_loss, make_mcpo_adaptation, config_cls=MCPOConfig
     )
-
-
-MCPO = Algorithm(
-    name="mcpo", hparams_cls=MCPOHParams, defaults=DEFAULTS, make_update_rule=make_mcpo_rule
 )
 
 __all__ = [
     "MCPO",
+    "MCPOConfig",
     "MCPOHParams",
     "MCPOState",
     "attention_weights",
-    "make_mcpo_rule",
+    "make_mcpo_adaptation",
+    "make_mcpo_loss",
     "should_write",
     "virtual_params",
     "write_slot",

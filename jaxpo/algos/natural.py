@@ -10,6 +10,7 @@ when ``config.normalize_advantages``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
@@ -18,8 +19,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from ..config import Config
-from ..hparams import HParams
+from ..batches import SampleBatch
+from ..collect import sample_collector
+from ..config import AlgoConfig, Config, one_of, positive_int
+from ..hparams import HParams, hparam
 from ..losses import health
 from ..losses.kl import kl_divergence
 from ..losses.surrogate import importance_surrogate
@@ -30,37 +33,55 @@ from ..natgrad import (
     make_fisher_vector_product,
     make_kl_hessian_vector_product,
 )
-from ..networks import Actor, Critic, distribution
+from ..networks import Networks, distribution
 from .actor_critic import normalize
-from .base import Batch, UpdateRule
+from .base import Algorithm, LossFn, UpdateRule
 from .first_order import make_first_order_rule
+
+FISHER_FORMS = ("gauss_newton", "kl_hessian")
+
+
+@dataclasses.dataclass(frozen=True)
+class NaturalConfig(AlgoConfig):
+    """Static options shared by NPG and TRPO.
+
+    Attributes:
+        cg_iters: conjugate-gradient iterations per natural-gradient step.
+        fisher_subsample: compute Fisher-vector products on every k-th time step of each
+            environment's rollout.
+        fisher_form: ``"gauss_newton"`` (jvp, output Fisher, vjp) or ``"kl_hessian"``
+            (Hessian of the mean KL, forward-over-reverse) Fisher-vector products.
+    """
+
+    cg_iters: int = 10
+    fisher_subsample: int = 1
+    fisher_form: str = "gauss_newton"
+
+    def validate(self, config: Config) -> None:
+        """Checks the flat batch and the natural-gradient fields."""
+        super().validate(config)
+        positive_int("cg_iters", self.cg_iters)
+        positive_int("fisher_subsample", self.fisher_subsample)
+        one_of("fisher_form", self.fisher_form, FISHER_FORMS)
+        if self.fisher_subsample > config.num_steps:
+            raise ValueError(
+                f"fisher_subsample={self.fisher_subsample} exceeds num_steps={config.num_steps}"
+            )
 
 
 @struct.dataclass
 class NaturalHParams(HParams):
     """Traced hyperparameters shared by NPG and TRPO.
 
-    ``learning_rate`` and ``max_grad_norm`` (from :class:`~jaxpo.hparams.HParams`) apply to
-    the critic's Adam optimiser; the policy moves by natural-gradient steps only.
-
-    Attributes:
-        cg_damping: λ added to the Fisher (F + λI) before conjugate gradient, ≥ 0.
+    ``learning_rate`` and ``max_grad_norm`` apply to the critic's Adam optimiser; the policy
+    moves by natural-gradient steps only.
     """
 
-    cg_damping: jax.Array
+    cg_damping: jax.Array = hparam(
+        0.1, "λ added to the Fisher (F + λI) before conjugate gradient", ge=0.0
+    )
 
-    BOUNDS: ClassVar = {"cg_damping": (0.0, None, True, False)}
-
-
-#: Defaults shared by NPG and TRPO (``learning_rate`` is the critic's).
-NATURAL_DEFAULTS = {
-    "learning_rate": 1e-3,
-    "gamma": 0.99,
-    "gae_lambda": 0.97,
-    "max_grad_norm": 0.5,
-    "reward_scale": 1.0,
-    "cg_damping": 0.1,
-}
+    DEFAULTS: ClassVar = {"learning_rate": 1e-3, "gae_lambda": 0.97}
 
 
 class PolicyProblem(NamedTuple):
@@ -107,23 +128,43 @@ def fisher_samples(config: Config, obs: jax.Array) -> jax.Array:
     return by_step[::k].reshape((-1,) + obs.shape[1:])
 
 
+def make_natural_loss(config: Config, hparams: NaturalHParams, networks: Networks) -> LossFn:
+    """−E[(π_θ/π_old)·Â] on the whole batch: the surrogate whose natural gradient is followed.
+
+    ``Â`` is standardised over the batch when ``config.normalize_advantages``. Only
+    ``params["actor"]`` is read; the critic is trained on the plain value loss.
+    """
+
+    def loss_fn(params: Any, batch: SampleBatch, _: Any) -> tuple[jax.Array, dict]:
+        adv = normalize(batch.advantages) if config.normalize_advantages else batch.advantages
+        log_prob = distribution(networks.actor.apply(params["actor"], batch.obs)).log_prob(
+            batch.action
+        )
+        loss = importance_surrogate(log_prob, batch.log_prob, adv).mean()
+        return loss, {"policy_loss": loss}
+
+    return loss_fn
+
+
 def make_policy_problem(
-    config: Config, actor: Actor, params: Any, batch: Batch, damping: jax.Array
+    config: Config,
+    networks: Networks,
+    loss_fn: LossFn,
+    params: Any,
+    batch: SampleBatch,
+    damping: jax.Array,
 ) -> PolicyProblem:
-    """Gradient, damped Fisher and CG direction of the surrogate at ``params`` (θ_old)."""
-    adv = normalize(batch.advantages) if config.normalize_advantages else batch.advantages
+    """Gradient, damped Fisher and CG direction of −``loss_fn`` at ``params`` (θ_old)."""
+    actor = networks.actor
     old = jax.lax.stop_gradient(actor.apply(params, batch.obs))
 
-    def surrogate(p: Any) -> tuple[jax.Array, Any]:
-        out = actor.apply(p, batch.obs)
-        log_prob = distribution(out).log_prob(batch.action)
-        return -importance_surrogate(log_prob, batch.log_prob, adv).mean(), out
+    def surrogate(p: Any) -> jax.Array:  # the objective E[r·Â], to be increased
+        return -loss_fn({"actor": p}, batch, None)[0]
 
-    (surrogate_old, _), grad = jax.value_and_grad(surrogate, has_aux=True)(params)
+    surrogate_old, grad = jax.value_and_grad(surrogate)(params)
 
     def evaluate(p: Any) -> tuple[jax.Array, jax.Array]:
-        value, out = surrogate(p)
-        return kl_divergence(old, out).mean(), value - surrogate_old
+        return kl_divergence(old, actor.apply(p, batch.obs)).mean(), surrogate(p) - surrogate_old
 
     fisher_obs = fisher_samples(config, batch.obs)
     make_fvp = (
@@ -155,11 +196,11 @@ def kl_step_scale(radius: jax.Array, curvature: jax.Array) -> jax.Array:
 
 
 def step_metrics(
-    problem: PolicyProblem, new_params: Any, batch: Batch, actor: Actor
+    problem: PolicyProblem, new_params: Any, batch: SampleBatch, networks: Networks
 ) -> dict[str, jax.Array]:
     """Metrics every natural step reports: sizes, CG residual, ratio health after the step."""
     delta = optax.tree.sub(new_params, problem.params)
-    log_ratio = distribution(actor.apply(new_params, batch.obs)).log_prob(batch.action)
+    log_ratio = distribution(networks.actor.apply(new_params, batch.obs)).log_prob(batch.action)
     log_ratio = log_ratio - batch.log_prob
     return {
         **problem.metrics,
@@ -173,25 +214,29 @@ def step_metrics(
 
 
 def make_natural_rule(
-    config: Config, hparams: NaturalHParams, actor: Actor, critic: Critic, step: PolicyStep
+    config: Config, hparams: NaturalHParams, networks: Networks, step: PolicyStep
 ) -> UpdateRule:
     """The family's update rule; ``step`` is the algorithm's move along the CG direction.
 
     The rule's state is the critic's optimiser state.
     """
+    critic = networks.critic
+    policy_loss = make_natural_loss(config, hparams, networks)
 
-    def critic_loss(params: Any, mb: Batch, _: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def critic_loss(params: Any, mb: SampleBatch, _: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
         loss = value_loss(critic.apply(params, mb.obs), mb.returns).mean()
         return loss, {"value_loss": loss}
 
     critic_rule = make_first_order_rule(config, hparams, critic_loss)
 
     def update(
-        params: Any, opt_state: Any, batch: Batch, key: jax.Array
+        params: Any, opt_state: Any, batch: SampleBatch, key: jax.Array
     ) -> tuple[Any, Any, dict[str, jax.Array]]:
-        problem = make_policy_problem(config, actor, params["actor"], batch, hparams.cg_damping)
+        problem = make_policy_problem(
+            config, networks, policy_loss, params["actor"], batch, hparams.cg_damping
+        )
         actor_params, metrics = step(problem, hparams)
-        metrics = {**step_metrics(problem, actor_params, batch, actor), **metrics}
+        metrics = {**step_metrics(problem, actor_params, batch, networks), **metrics}
         critic_params, opt_state, critic_metrics = critic_rule.update(
             params["critic"], opt_state, batch, key
         )
@@ -200,3 +245,26 @@ def make_natural_rule(
         return {"actor": actor_params, "critic": critic_params}, opt_state, metrics
 
     return UpdateRule(init=lambda params: critic_rule.init(params["critic"]), update=update)
+
+
+def natural_algorithm(
+    name: str,
+    config_cls: type[NaturalConfig],
+    hparams_cls: type[NaturalHParams],
+    step: Callable[[Config, PolicyProblem, Any], tuple[Any, dict[str, jax.Array]]],
+) -> Algorithm:
+    """An :class:`~jaxpo.algos.base.Algorithm` of this family from its policy step."""
+
+    def make_update_rule(config: Config, hparams: NaturalHParams, networks: Networks) -> UpdateRule:
+        return make_natural_rule(
+            config, hparams, networks, lambda problem, hp: step(config, problem, hp)
+        )
+
+    return Algorithm(
+        name=name,
+        config_cls=config_cls,
+        hparams_cls=hparams_cls,
+        collector=sample_collector(),
+        make_loss=make_natural_loss,
+        make_update_rule=make_update_rule,
+    )

@@ -1,44 +1,51 @@
 """Natural policy gradient (Kakade 2001): θ ← θ + α·x with x ≈ F⁻¹g, no line search.
 
-With ``config.natural_step == "normalized"`` the step length is α = sqrt(2·step_size / xᵀFx)
+With ``natural_step == "normalized"`` the step length is α = sqrt(2·step_size / xᵀFx)
 (``step_size`` is the KL radius of the quadratic model); with ``"fixed"`` it is α = step_size.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from ..config import Config
-from ..networks import Actor, Critic
-from .base import Algorithm, UpdateRule
-from .natural import (
-    NATURAL_DEFAULTS,
-    NaturalHParams,
-    PolicyProblem,
-    kl_step_scale,
-    make_natural_rule,
-)
+from ..config import Config, one_of
+from ..hparams import hparam
+from .base import register
+from .natural import NaturalConfig, NaturalHParams, PolicyProblem, kl_step_scale, natural_algorithm
+
+NATURAL_STEPS = ("normalized", "fixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class NPGConfig(NaturalConfig):
+    """NPG's static options (beyond :class:`~jaxpo.algos.natural.NaturalConfig`).
+
+    Attributes:
+        natural_step: the step length: ``"normalized"`` (α = sqrt(2·step_size / xᵀFx)) or
+            ``"fixed"`` (α = step_size).
+    """
+
+    natural_step: str = "normalized"
+
+    def validate(self, config: Config) -> None:
+        """Checks the family's fields and the step kind."""
+        super().validate(config)
+        one_of("natural_step", self.natural_step, NATURAL_STEPS)
 
 
 @struct.dataclass
 class NPGHParams(NaturalHParams):
-    """NPG's traced hyperparameters (beyond :class:`~jaxpo.algos.natural.NaturalHParams`).
+    """NPG's traced hyperparameters (beyond :class:`~jaxpo.algos.natural.NaturalHParams`)."""
 
-    Attributes:
-        step_size: the KL radius δ of a normalised step, or α itself for a fixed step, > 0.
-    """
-
-    step_size: jax.Array
-
-    BOUNDS: ClassVar = {"step_size": (0.0, None, False, False)}
-
-
-DEFAULTS = {**NATURAL_DEFAULTS, "step_size": 0.01}
+    step_size: jax.Array = hparam(
+        0.01, "the KL radius δ of a normalised step, or α itself for a fixed one", gt=0.0
+    )
 
 
 def npg_step(
@@ -60,15 +67,6 @@ def npg_step(
     }
 
 
-def make_npg_rule(config: Config, hparams: NPGHParams, actor: Actor, critic: Critic) -> UpdateRule:
-    """NPG's update rule: the natural-gradient rule with :func:`npg_step`."""
-    return make_natural_rule(
-        config, hparams, actor, critic, lambda problem, hp: npg_step(config, problem, hp)
-    )
+NPG = register(natural_algorithm("npg", NPGConfig, NPGHParams, npg_step))
 
-
-NPG = Algorithm(
-    name="npg", hparams_cls=NPGHParams, defaults=DEFAULTS, make_update_rule=make_npg_rule
-)
-
-__all__ = ["NPG", "NPGHParams", "make_npg_rule", "npg_step"]
+__all__ = ["NPG", "NPGConfig", "NPGHParams", "npg_step"]

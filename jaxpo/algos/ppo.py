@@ -1,39 +1,34 @@
-"""PPO-clip: clipped surrogate + value loss − entropy bonus, epochs × minibatches of Adam."""
+"""PPO-clip (Schulman et al. 2017): clipped surrogate + value loss − entropy bonus.
+
+Epochs × minibatches of Adam steps on each rollout.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import jax
 from flax import struct
 
 from ..config import Config
+from ..hparams import hparam
 from ..losses import health
 from ..losses.ppo import ppo_clip
-from ..networks import Actor, Critic
+from ..networks import Networks
 from .actor_critic import (
-    ACTOR_CRITIC_DEFAULTS,
     ActorCriticHParams,
     PolicyInputs,
-    make_actor_critic_rule,
+    actor_critic_algorithm,
+    make_actor_critic_loss,
 )
-from .base import Algorithm, UpdateRule
+from .base import LossFn, register
 
 
 @struct.dataclass
 class PPOHParams(ActorCriticHParams):
-    """PPO's traced hyperparameters (beyond :class:`~jaxpo.algos.actor_critic.ActorCriticHParams`).
+    """PPO's traced hyperparameters (beyond the actor-critic family's)."""
 
-    Attributes:
-        clip_eps: ε of the ratio clip (and of the value clip), > 0.
-    """
-
-    clip_eps: jax.Array
-
-    BOUNDS: ClassVar = {"clip_eps": (0.0, None, False, False)}
-
-
-DEFAULTS = {**ACTOR_CRITIC_DEFAULTS, "clip_eps": 0.2}
+    clip_eps: jax.Array = hparam(0.2, "ε of the ratio clip (and of the value clip)", gt=0.0)
 
 
 def clipped_term(inputs: PolicyInputs, clip_eps: jax.Array) -> tuple[jax.Array, dict]:
@@ -43,22 +38,17 @@ def clipped_term(inputs: PolicyInputs, clip_eps: jax.Array) -> tuple[jax.Array, 
     return loss, {"clip_frac": health.clip_fraction(log_ratio, clip_eps)}
 
 
-def make_ppo_rule(config: Config, hparams: PPOHParams, actor: Actor, critic: Critic) -> UpdateRule:
-    """PPO's update rule: epochs × minibatches on ppo_clip + c_v·value_loss − c_e·H."""
+def make_ppo_loss(config: Config, hparams: PPOHParams, networks: Networks) -> LossFn:
+    """−E[min(r·Â, clip(r, 1 ± ε)·Â)] + c_v·value_loss (clipped by ε) − c_e·H."""
 
     def policy_term(inputs: PolicyInputs, _: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
         return clipped_term(inputs, hparams.clip_eps)
 
-    return make_actor_critic_rule(
-        config, hparams, actor, critic, policy_term, value_clip=lambda _: hparams.clip_eps
+    return make_actor_critic_loss(
+        config, hparams, networks, policy_term, value_clip=lambda _: hparams.clip_eps
     )
 
 
-PPO = Algorithm(
-    name="ppo",
-    hparams_cls=PPOHParams,
-    defaults=DEFAULTS,
-    make_update_rule=make_ppo_rule,
-)
+PPO = register(actor_critic_algorithm("ppo", PPOHParams, make_ppo_loss))
 
-__all__ = ["PPO", "PPOHParams", "clipped_term", "make_ppo_rule"]
+__all__ = ["PPO", "PPOHParams", "clipped_term", "make_ppo_loss"]

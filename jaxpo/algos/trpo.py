@@ -8,44 +8,42 @@ the policy keeps θ_old (bit-identical).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ..config import Config
+from ..config import Config, positive_int
+from ..hparams import hparam
 from ..natgrad import backtracking_line_search
-from ..networks import Actor, Critic
-from .base import Algorithm, UpdateRule
-from .natural import (
-    NATURAL_DEFAULTS,
-    NaturalHParams,
-    PolicyProblem,
-    kl_step_scale,
-    make_natural_rule,
-)
+from .base import register
+from .natural import NaturalConfig, NaturalHParams, PolicyProblem, kl_step_scale, natural_algorithm
+
+
+@dataclasses.dataclass(frozen=True)
+class TRPOConfig(NaturalConfig):
+    """TRPO's static options (beyond :class:`~jaxpo.algos.natural.NaturalConfig`).
+
+    Attributes:
+        line_search_steps: candidate step fractions of the backtracking line search.
+    """
+
+    line_search_steps: int = 10
+
+    def validate(self, config: Config) -> None:
+        """Checks the family's fields and the line search's."""
+        super().validate(config)
+        positive_int("line_search_steps", self.line_search_steps)
 
 
 @struct.dataclass
 class TRPOHParams(NaturalHParams):
-    """TRPO's traced hyperparameters (beyond :class:`~jaxpo.algos.natural.NaturalHParams`).
+    """TRPO's traced hyperparameters (beyond :class:`~jaxpo.algos.natural.NaturalHParams`)."""
 
-    Attributes:
-        max_kl: δ, the bound on the mean KL(π_old ‖ π_new), > 0.
-        backtrack_ratio: b, the line search's shrink factor, in (0, 1).
-    """
-
-    max_kl: jax.Array
-    backtrack_ratio: jax.Array
-
-    BOUNDS: ClassVar = {
-        "max_kl": (0.0, None, False, False),
-        "backtrack_ratio": (0.0, 1.0, False, False),
-    }
-
-
-DEFAULTS = {**NATURAL_DEFAULTS, "max_kl": 0.01, "backtrack_ratio": 0.8}
+    max_kl: jax.Array = hparam(0.01, "δ, the bound on the mean KL(π_old ‖ π_new)", gt=0.0)
+    backtrack_ratio: jax.Array = hparam(0.8, "b, the line search's shrink factor", gt=0.0, lt=1.0)
 
 
 def trpo_step(
@@ -71,17 +69,6 @@ def trpo_step(
     }
 
 
-def make_trpo_rule(
-    config: Config, hparams: TRPOHParams, actor: Actor, critic: Critic
-) -> UpdateRule:
-    """TRPO's update rule: the natural-gradient rule with :func:`trpo_step`."""
-    return make_natural_rule(
-        config, hparams, actor, critic, lambda problem, hp: trpo_step(config, problem, hp)
-    )
+TRPO = register(natural_algorithm("trpo", TRPOConfig, TRPOHParams, trpo_step))
 
-
-TRPO = Algorithm(
-    name="trpo", hparams_cls=TRPOHParams, defaults=DEFAULTS, make_update_rule=make_trpo_rule
-)
-
-__all__ = ["TRPO", "TRPOHParams", "make_trpo_rule", "trpo_step"]
+__all__ = ["TRPO", "TRPOConfig", "TRPOHParams", "trpo_step"]

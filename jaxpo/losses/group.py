@@ -110,8 +110,8 @@ def grpo_surrogate(
     old_log_prob: ArrayLike,
     advantages: ArrayLike,
     mask: ArrayLike,
-    clip_low: ArrayLike,
-    clip_high: ArrayLike,
+    clip_eps: ArrayLike,
+    clip_eps_high: ArrayLike,
 ) -> jax.Array:
     """mean_t over valid steps of −min(r_t·Â, clip(r_t, 1−ε_low, 1+ε_high)·Â), r_t = π_θ/π_old.
 
@@ -122,8 +122,8 @@ def grpo_surrogate(
         old_log_prob: ``log π_old(a_t|s_t)`` (no gradient flows into it), ``[n, H]``.
         advantages: ``Â`` per trajectory, ``[n]`` (treated as constants).
         mask: ``[n, H]``, 1 at valid steps and 0 at padding.
-        clip_low: ε_low > 0, scalar (may be traced).
-        clip_high: ε_high > 0, scalar (may be traced).
+        clip_eps: ε_low > 0, scalar (may be traced).
+        clip_eps_high: ε_high > 0, scalar (may be traced).
 
     Returns:
         The per-trajectory loss to minimise, ``[n]``; take its mean.
@@ -133,8 +133,8 @@ def grpo_surrogate(
         _zero_padding(log_prob, mask),
         _zero_padding(old_log_prob, mask),
         jnp.asarray(advantages)[:, None],
-        clip_low,
-        clip_high,
+        clip_eps,
+        clip_eps_high,
     )
     return masked_trajectory_mean(per_step, mask)
 
@@ -144,27 +144,27 @@ def tic_grpo_surrogate(
     old_log_prob: ArrayLike,
     advantages: ArrayLike,
     mask: ArrayLike,
-    clip_low: ArrayLike,
-    clip_high: ArrayLike,
+    clip_eps: ArrayLike,
+    clip_eps_high: ArrayLike,
 ) -> jax.Array:
     """−min(w·Â, clip(w, 1−ε_low, 1+ε_high)·Â) with w = Π_t π_θ/π_old over valid steps.
 
     ``w = exp(trajectory_log_ratio(...))`` (default clamp). Public TIC-GRPO reimplementations use
-    an upper bound of 1.28, i.e. ``clip_high = 0.28``.
+    an upper bound of 1.28, i.e. ``clip_eps_high = 0.28``.
 
     Args:
         log_prob: ``log π_θ(a_t|s_t)``, ``[n, H]``.
         old_log_prob: ``log π_old(a_t|s_t)`` (no gradient flows into it), ``[n, H]``.
         advantages: ``Â`` per trajectory, ``[n]`` (treated as constants).
         mask: ``[n, H]``, 1 at valid steps and 0 at padding.
-        clip_low: ε_low > 0, scalar (may be traced).
-        clip_high: ε_high > 0, scalar (may be traced).
+        clip_eps: ε_low > 0, scalar (may be traced).
+        clip_eps_high: ε_high > 0, scalar (may be traced).
 
     Returns:
         The per-trajectory loss to minimise, ``[n]``; take its mean.
     """
     log_w = trajectory_log_ratio(log_prob, old_log_prob, mask)
-    return ppo_clip(log_w, jnp.zeros_like(log_w), advantages, clip_low, clip_high)
+    return ppo_clip(log_w, jnp.zeros_like(log_w), advantages, clip_eps, clip_eps_high)
 
 
 def k3_kl(log_prob: ArrayLike, ref_log_prob: ArrayLike) -> jax.Array:

@@ -12,9 +12,9 @@ from jax.typing import ArrayLike
 
 from .surrogate import importance_surrogate
 
-#: β is kept in [BETA_MIN, BETA_MAX] so that endless doubling cannot reach inf (inf·0 = NaN
+#: β is kept in [KL_COEF_MIN, KL_COEF_MAX] so that endless doubling cannot reach inf (inf·0 = NaN
 #: at θ = θ_old) and endless halving cannot reach 0 (from which it could never grow back).
-BETA_MIN, BETA_MAX = 1e-6, 1e6
+KL_COEF_MIN, KL_COEF_MAX = 1e-6, 1e6
 
 
 def ppo_kl(
@@ -22,7 +22,7 @@ def ppo_kl(
     old_log_prob: ArrayLike,
     advantages: ArrayLike,
     kl_old_new: ArrayLike,
-    beta: ArrayLike,
+    kl_coef: ArrayLike,
 ) -> jax.Array:
     """−r·Â + β·KL(π_old ‖ π_θ), per sample (PPO's adaptive-penalty form).
 
@@ -31,21 +31,21 @@ def ppo_kl(
         old_log_prob: ``log π_old(a|s)``, ``[N]``.
         advantages: ``Â``, ``[N]``.
         kl_old_new: ``KL(π_old(·|s) ‖ π_θ(·|s))``, ``[N]``.
-        beta: penalty coefficient β ≥ 0 (no gradient flows into it), scalar.
+        kl_coef: the penalty coefficient β ≥ 0 (no gradient flows into it), scalar.
     """
-    beta = jax.lax.stop_gradient(jnp.asarray(beta))
-    return importance_surrogate(log_prob, old_log_prob, advantages) + beta * kl_old_new
+    kl_coef = jax.lax.stop_gradient(jnp.asarray(kl_coef))
+    return importance_surrogate(log_prob, old_log_prob, advantages) + kl_coef * kl_old_new
 
 
-def adapt_kl_coef(beta: ArrayLike, kl: ArrayLike, target: ArrayLike) -> jax.Array:
+def adapt_kl_coef(kl_coef: ArrayLike, kl: ArrayLike, target: ArrayLike) -> jax.Array:
     """β ← 2β if d > 1.5·d_targ, β/2 if d < d_targ/1.5, else β (d = measured mean KL).
 
     The lower test is evaluated as 1.5·d < d_targ (multiplications only), so eager and jitted
-    calls agree exactly at the boundaries. The result is clipped to [BETA_MIN, BETA_MAX].
+    calls agree exactly at the boundaries. The result is clipped to [KL_COEF_MIN, KL_COEF_MAX].
     """
-    beta = jnp.asarray(beta)
-    new = jnp.where(kl > 1.5 * target, 2.0 * beta, jnp.where(1.5 * kl < target, 0.5 * beta, beta))
-    return jnp.clip(new, BETA_MIN, BETA_MAX)
+    coef = jnp.asarray(kl_coef)
+    new = jnp.where(kl > 1.5 * target, 2.0 * coef, jnp.where(1.5 * kl < target, 0.5 * coef, coef))
+    return jnp.clip(new, KL_COEF_MIN, KL_COEF_MAX)
 
 
 def mdpo(

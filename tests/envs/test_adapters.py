@@ -242,8 +242,15 @@ def test_brax_autoreset_on_termination(brax_rollout):
         np.testing.assert_array_equal(time[lane, : i + 1], [*range(1, i + 1), 0])
 
 
-def test_brax_episode_length_sets_default_limit():
-    env = envs.make("brax:inverted_pendulum", episode_length=7)
-    assert int(env.default_params().max_steps_in_episode) == 7
-    limited = env.default_params().replace(max_steps_in_episode=jnp.int32(3))
+def test_time_limit_lives_in_the_env_params():
+    env = envs.make("brax:inverted_pendulum")
+    assert int(env.default_params().max_steps_in_episode) == 1000
+    limited = envs.with_time_limit(env.default_params(), 3)
     assert int(limited.max_steps_in_episode) == 3
+    assert limited.max_steps_in_episode.dtype == jnp.int32
+    gymnax = envs.with_time_limit(envs.make("gymnax:CartPole-v1").default_params(), 7)
+    assert int(gymnax.max_steps_in_episode) == 7
+    with pytest.raises(ValueError, match="positive integer"):
+        envs.with_time_limit(env.default_params(), 0)
+    with pytest.raises(ValueError, match="no time limit"):
+        envs.with_time_limit(envs.make("probe:constant").default_params(), 5)

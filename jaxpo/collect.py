@@ -1,0 +1,305 @@
+"""How an update's data is gathered: a rollout turned into a batch.
+
+An algorithm names its :class:`Collector`; ``train`` only calls it. Two are provided:
+
+- :func:`sample_collector`: the environments keep running from where the last rollout
+  stopped; the rollout becomes a flat :class:`~jaxpo.batches.SampleBatch` with advantages
+  and value targets from GAE or V-trace (the actor-critic and natural-gradient families).
+- :data:`TRAJECTORIES`: every update resets the ``E = groups × G`` environments (each group
+  from one key, so its G trajectories start from the same state; see
+  :class:`~jaxpo.envs.VecEnv`) and rolls them for ``H = num_steps`` steps into a
+  :class:`~jaxpo.batches.TrajectoryBatch` with group-relative advantages and no critic (GRPO,
+  TIC-GRPO). A trajectory is the part of an environment's rollout up to and including its
+  first episode end; later steps are masked out but still count as env steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import envs
+from .advantages import gae, vtrace
+from .batches import Batch, RolloutData, SampleBatch, TrajectoryBatch
+from .config import Config
+from .hparams import HParams
+from .losses import health
+from .losses.group import group_advantages
+from .networks import Networks, distribution
+from .rollout import Transition, rollout
+
+ESTIMATORS = ("gae", "vtrace")
+
+
+class Collected(NamedTuple):
+    """One collection: where the environments are now, the batch, and rollout metrics.
+
+    ``metrics`` has at least ``episode_return`` and ``episode_length`` (``train`` carries
+    them forward) and ``env_nonfinite``.
+    """
+
+    env_state: Any
+    obs: jax.Array
+    batch: Batch
+    metrics: dict[str, jax.Array]
+
+
+#: ``collect(params, env_state, obs, last_episode, key, hparams) -> Collected``;
+#: ``last_episode`` is the carried ``(episode_return, episode_length)``.
+CollectFn = Callable[
+    [Any, Any, jax.Array, tuple[jax.Array, jax.Array], jax.Array, HParams], Collected
+]
+
+
+class Collector(NamedTuple):
+    """An algorithm's way of gathering data.
+
+    Attributes:
+        make: ``(config, env, networks) -> collect`` (see :data:`CollectFn`).
+        critic: whether the run trains a value network (``params["critic"]``).
+        group_size: ``config -> G``, environments reset together from one key (1: none).
+    """
+
+    make: Callable[[Config, envs.Environment, Networks], CollectFn]
+    critic: bool = True
+    group_size: Callable[[Config], int] = lambda config: 1
+
+
+def episode_means(
+    info: dict[str, jax.Array], last_return: jax.Array, last_length: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Mean return/length of episodes finished in a rollout, carried forward if none did.
+
+    Returns:
+        ``(mean_return, mean_length, num_finished)``, scalars.
+    """
+    done = info["episode_done"]
+    count = done.sum()
+    safe = jnp.maximum(count, 1)
+    mean_return = jnp.where(done, info["episode_return"], 0.0).sum() / safe
+    mean_length = jnp.where(done, info["episode_length"], 0.0).sum() / safe
+    finished = count > 0
+    return (
+        jnp.where(finished, mean_return, last_return),
+        jnp.where(finished, mean_length, last_length),
+        count.astype(jnp.float32),
+    )
+
+
+def nonfinite_entries(traj: Transition) -> jax.Array:
+    """Non-finite entries of a rollout's observations, final observations and rewards.
+
+    Args:
+        traj: a time-major rollout ``[T, B, ...]``; its rewards are the raw (unscaled) ones.
+
+    Returns:
+        ``[]`` float32 count (an observation can count twice: once in ``obs``, once in
+        ``final_obs``); positive when the environment emitted NaN or ±inf.
+    """
+    arrays = (traj.obs, traj.final_obs, traj.reward)
+    return sum(jnp.sum(~jnp.isfinite(x)) for x in arrays).astype(jnp.float32)
+
+
+def estimate(
+    estimator: str,
+    reward: jax.Array,
+    values: jax.Array,
+    next_values: jax.Array,
+    terminated: jax.Array,
+    done: jax.Array,
+    hparams: HParams,
+    log_rho: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Advantages and value targets of a time-major rollout ``[T, B]``.
+
+    ``"gae"``: GAE(γ, λ). ``"vtrace"``: V-trace with ρ̄ = ``hparams.vtrace_rho_bar``, c̄ =
+    ``hparams.vtrace_c_bar`` and log importance weights ``log_rho`` (``log π − log μ``;
+    ``None`` means π = μ, as at collection).
+    """
+    inputs = (reward, values, next_values, terminated, done)
+    if estimator == "gae":
+        return gae(*inputs, hparams.gamma, hparams.gae_lambda)
+    return vtrace(
+        *inputs,
+        jnp.zeros_like(reward) if log_rho is None else log_rho,
+        hparams.gamma,
+        hparams.gae_lambda,
+        hparams.vtrace_rho_bar,
+        hparams.vtrace_c_bar,
+    )
+
+
+def policy_of(networks: Networks, params: Any) -> Callable[[jax.Array], Any]:
+    """``obs -> distribution`` of the actor with ``params["actor"]``."""
+    return lambda obs: distribution(networks.actor.apply(params["actor"], obs))
+
+
+def make_sample_collect(
+    config: Config, env: envs.Environment, networks: Networks, estimator: str = "gae"
+) -> CollectFn:
+    """One rollout from where the last one stopped, as a flat sample batch.
+
+    Args:
+        config: the run's config.
+        env: the batched, wrapped environment.
+        networks: actor and critic.
+        estimator: ``"gae"`` or ``"vtrace"`` (see :func:`estimate`).
+    """
+
+    def collect(
+        params: Any,
+        env_state: Any,
+        obs: jax.Array,
+        last_episode: tuple[jax.Array, jax.Array],
+        key: jax.Array,
+        hparams: HParams,
+    ) -> Collected:
+        env_state, obs, traj = rollout(
+            env,
+            policy_of(networks, params),
+            env_state,
+            obs,
+            key,
+            hparams.env_params,
+            config.num_steps,
+        )
+        ep_return, ep_length, ep_count = episode_means(traj.info, *last_episode)
+        values = networks.critic.apply(params["critic"], traj.obs)
+        next_values = networks.critic.apply(params["critic"], traj.final_obs)
+        done = jnp.logical_or(traj.terminated, traj.truncated)
+        terminated = traj.terminated if config.bootstrap_truncation else done
+        reward = traj.reward * hparams.reward_scale
+        advantages, returns = estimate(
+            estimator, reward, values, next_values, terminated, done, hparams
+        )
+
+        def flat(x: jax.Array) -> jax.Array:
+            return x.reshape((-1,) + x.shape[2:])
+
+        batch = jax.tree.map(
+            flat, SampleBatch(traj.obs, traj.action, traj.log_prob, values, advantages, returns)
+        )
+        steps = jax.tree.map(flat, (reward, terminated, done, traj.final_obs))
+        batch = batch._replace(rollout=RolloutData(*steps, ep_return, ep_count))
+        return Collected(
+            env_state,
+            obs,
+            batch,
+            {
+                "episode_return": ep_return,
+                "episode_length": ep_length,
+                "episodes": ep_count,
+                "explained_variance": health.explained_variance(values, returns),
+                "env_nonfinite": nonfinite_entries(traj),
+            },
+        )
+
+    return collect
+
+
+def sample_collector(estimator: Callable[[Config], str] = lambda config: "gae") -> Collector:
+    """A :class:`Collector` of flat sample batches; ``estimator(config)`` picks GAE or V-trace."""
+
+    def make(config: Config, env: envs.Environment, networks: Networks) -> CollectFn:
+        return make_sample_collect(config, env, networks, estimator(config))
+
+    return Collector(make=make)
+
+
+def valid_steps(done: jax.Array) -> jax.Array:
+    """mask_t = Π_{s<t} (1 − done_s): the steps up to and including the first episode end.
+
+    Args:
+        done: ``[H, E]`` bool, time-major.
+
+    Returns:
+        ``[H, E]`` float32 mask; step 0 is always valid.
+    """
+    alive = jnp.cumprod(1.0 - done.astype(jnp.float32), axis=0)
+    return jnp.concatenate([jnp.ones_like(alive[:1]), alive[:-1]], axis=0)
+
+
+def group_batch(
+    traj: Transition, gamma: jax.Array, group_size: int
+) -> tuple[TrajectoryBatch, dict[str, jax.Array]]:
+    """The trajectory batch of a grouped rollout and its episode metrics.
+
+    R_i = Σ_t mask_t·γ^t·r_t (raw rewards; the group normalisation makes any reward scale
+    irrelevant), Â_i = (R_i − mean_group R) / (std_group R + eps).
+
+    Args:
+        traj: a time-major rollout ``[H, E, ...]``, consecutive blocks of ``group_size``
+            environments forming the groups.
+        gamma: discount of the trajectory return (1 gives the episode return).
+        group_size: G, static.
+
+    Returns:
+        ``(batch, metrics)``: the batch is trajectory-major (see
+        :class:`~jaxpo.batches.TrajectoryBatch`); the metrics are the mean return and
+        length of the E trajectories (cut at the horizon if unfinished) and the number that
+        finished.
+    """
+    done = jnp.logical_or(traj.terminated, traj.truncated)
+    mask = valid_steps(done)
+    discount = gamma ** jnp.arange(done.shape[0], dtype=jnp.float32)[:, None]
+    returns = (mask * discount * traj.reward).sum(axis=0)
+    undiscounted = (mask * traj.reward).sum(axis=0)
+    advantages = group_advantages(returns, group_size)
+
+    def trajectory_major(x: jax.Array) -> jax.Array:
+        return jnp.swapaxes(x, 0, 1)
+
+    batch = TrajectoryBatch(
+        obs=trajectory_major(traj.obs),
+        action=trajectory_major(traj.action),
+        log_prob=trajectory_major(traj.log_prob),
+        mask=trajectory_major(mask),
+        advantages=advantages,
+        returns=returns,
+        extras={},
+    )
+    metrics = {
+        "episode_return": undiscounted.mean(),
+        "episode_length": mask.sum(axis=0).mean(),
+        "episodes": (mask * done).sum(),
+    }
+    return batch, metrics
+
+
+def make_trajectory_collect(config: Config, env: envs.Environment, networks: Networks) -> CollectFn:
+    """Fresh groups of ``config.group_size`` trajectories of horizon ``num_steps``."""
+
+    def collect(
+        params: Any,
+        env_state: Any,
+        obs: jax.Array,
+        last_episode: tuple[jax.Array, jax.Array],
+        key: jax.Array,
+        hparams: HParams,
+    ) -> Collected:
+        k_reset, k_roll = jax.random.split(key)
+        env_state, ts = env.reset(k_reset, hparams.env_params)
+        env_state, obs, traj = rollout(
+            env,
+            policy_of(networks, params),
+            env_state,
+            ts.obs,
+            k_roll,
+            hparams.env_params,
+            config.num_steps,
+        )
+        batch, metrics = group_batch(traj, hparams.gamma, config.group_size)
+        return Collected(
+            env_state, obs, batch, {**metrics, "env_nonfinite": nonfinite_entries(traj)}
+        )
+
+    return collect
+
+
+#: Grouped whole trajectories, no critic (GRPO family; the section has ``group_size``).
+TRAJECTORIES = Collector(
+    make=make_trajectory_collect, critic=False, group_size=lambda config: config.group_size
+)
