@@ -8,9 +8,23 @@ here, before any test module is imported.
 
 import os
 
+import numpy as np
+import pytest
+
 from jaxpo import sweep
 
 #: host devices of the test session.
 TEST_DEVICES = min(os.cpu_count() or 1, 2)
 
 sweep.use_host_devices(TEST_DEVICES)
+
+
+# --------------------------------------------------------------------------- fixtures
+# Plain shared builders (tiny configs, networks, parameters, batches, rollouts) are in
+# helpers.py: module-level code needs them too.
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh NumPy generator seeded 0, for a test's random data."""
+    return np.random.default_rng(0)

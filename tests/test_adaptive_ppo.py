@@ -6,21 +6,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from helpers import tiny_config, to_numpy
 
-from jaxpo import Config, default_hparams, make_train
+from jaxpo import default_hparams, make_train
 from jaxpo.algos.adaptive_ppo import clip_bandit
 from jaxpo.batches import RolloutData, SampleBatch
 
-CONFIG = Config(
-    algo="adaptive_ppo",
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 6,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_sizes=(16,),
-    clip_candidates=(0.1, 0.2, 0.3),
-)
+CONFIG = tiny_config("adaptive_ppo", updates=6, clip_candidates=(0.1, 0.2, 0.3))
 
 
 def batch_with_return(value: float, episodes: int = 1) -> SampleBatch:
@@ -56,7 +48,7 @@ def test_arms_are_rewarded_with_the_return_improvement_they_led_to():
 
 def test_train_reports_the_chosen_clip_and_its_picks():
     out = jax.jit(make_train(CONFIG))(jax.random.key(0), default_hparams(CONFIG))
-    metrics = {k: np.asarray(v) for k, v in out.metrics.items()}
+    metrics = to_numpy(out.metrics)
     assert metrics["clip_eps"][0] == np.float32(0.1)  # nothing rewarded yet: the first arm
     picks = np.stack([metrics[f"arm_picks_{k}"] for k in range(3)], axis=-1)
     np.testing.assert_array_equal(picks.sum(-1), np.arange(1, 7))

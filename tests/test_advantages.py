@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from helpers import random_rollout
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,16 +33,6 @@ def reference_gae(rewards, values, next_values, terminated, done, gamma, lam):
             adv_next = delta + gamma * lam * (1.0 - float(done[t, b])) * adv_next
             adv[t, b] = adv_next
     return adv
-
-
-def random_rollout(rng, T, B, p_term, p_trunc):
-    rewards = rng.normal(size=(T, B))
-    values = rng.normal(size=(T, B))
-    next_values = rng.normal(size=(T, B))
-    terminated = rng.random((T, B)) < p_term
-    truncated = (rng.random((T, B)) < p_trunc) & ~terminated
-    done = terminated | truncated
-    return rewards, values, next_values, terminated, done
 
 
 # gamma and lambda are traced, so only new shapes compile.

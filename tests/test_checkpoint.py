@@ -6,21 +6,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from helpers import tiny_config
 
 from jaxpo import Config, checkpoint, cli, default_hparams, sweep
 
 #: PPO-KL carries β as algorithm state; observation normalisation keeps its running
 #: statistics in the env state; the learning rate is annealed from the optimiser's count.
-CONFIG = Config(
-    algo="ppo_kl",
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 6,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_sizes=(16,),
-    normalize_obs=True,
-)
+CONFIG = tiny_config("ppo_kl", updates=6, normalize_obs=True)
 SEEDS = 2
 
 

@@ -6,18 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 from sweeps import sweep_twice_and_alone
 
-from jaxpo import Config, cli, default_hparams, presets, sweep
+from jaxpo import cli, default_hparams, presets, sweep
 
-CONFIG = Config(
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 4,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_sizes=(12, 12),
-)
+CONFIG = tiny_config(updates=4, hidden_sizes=(12, 12))
 SEEDS = 2
 #: algo -> (swept hparam, its values, other values, other knobs changed in the second sweep)
 CASES = {

@@ -8,21 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import tiny_config, to_numpy
 
 import jaxpo
-from jaxpo import Config, default_hparams, make_train
+from jaxpo import default_hparams, make_train
 from jaxpo.collect import group_batch, valid_steps
 from jaxpo.rollout import Transition
 
-TINY = Config(
-    algo="grpo",
-    num_envs=6,
-    group_size=3,
-    num_steps=12,
-    total_timesteps=6 * 12 * 3,
-    update_epochs=1,
-    num_minibatches=2,
-    hidden_sizes=(8,),
+TINY = tiny_config(
+    "grpo", num_envs=6, group_size=3, num_steps=12, updates=3, update_epochs=1, hidden_sizes=(8,)
 )
 
 
@@ -38,8 +32,7 @@ def test_groups_share_a_start_state_and_groups_differ():
         jaxpo.envs.VecEnv(jaxpo.train.bare_env(TINY), 6, group_size=4)
 
 
-def test_valid_steps_and_returns_match_a_python_loop():
-    rng = np.random.default_rng(0)
+def test_valid_steps_and_returns_match_a_python_loop(rng):
     steps, envs, group = 9, 4, 2
     done = rng.random((steps, envs)) < 0.25
     done[:, 0] = False  # one trajectory cut by the horizon
@@ -84,7 +77,7 @@ def tiny_run():
 def test_grpo_trains_without_a_critic(tiny_run):
     _, out = tiny_run
     assert set(out.state.params) == {"actor"}
-    metrics = {k: np.asarray(v) for k, v in out.metrics.items()}
+    metrics = to_numpy(out.metrics)
     assert {"episode_return", "policy_loss", "kl_ref", "entropy", "approx_kl"} <= set(metrics)
     assert metrics["policy_loss"].shape == (3,)
     assert np.all(np.isfinite(metrics["loss"]))

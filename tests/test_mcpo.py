@@ -15,10 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import KINDS, init_params, random_batch, tiny_actor, tiny_config, tiny_networks
 from rule_helpers import cheap_jit
 from sweeps import sweep_twice_and_alone
 
-from jaxpo import Config, default_hparams, make_train, sweep
+from jaxpo import default_hparams, make_train, sweep
 from jaxpo.algos import ALGORITHMS, MCPOHParams, PPOKLHParams
 from jaxpo.algos.actor_critic import normalize
 from jaxpo.algos.mcpo import (
@@ -29,40 +30,13 @@ from jaxpo.algos.mcpo import (
     write_slot,
 )
 from jaxpo.algos.ppo_kl import make_ppo_kl_adaptation
-from jaxpo.batches import SampleBatch
 from jaxpo.losses import kl_divergence, mcpo, ppo_kl
-from jaxpo.networks import Actor, Critic, Networks, distribution
+from jaxpo.networks import distribution
 
-KINDS = ["categorical", "gaussian"]
-OBS_DIM = 4
+# The rule tests' networks are helpers.tiny_networks(kind): an (8, 8) actor, an (8,) critic.
 N_SLOTS = 4
 N_SAMPLES = 32  # num_envs * num_steps of RULE_CONFIG
-CRITIC = Critic((8,), "tanh", 1)
-RULE_CONFIG = Config(
-    algo="mcpo",
-    num_envs=2,
-    num_steps=16,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_sizes=(8, 8),
-    memory_size=N_SLOTS,
-)
-
-
-def actor_of(kind):
-    return Actor(
-        hidden_sizes=(8, 8),
-        action_dim=3 if kind == "categorical" else 2,
-        discrete=kind == "categorical",
-        activation="tanh",
-        obs_ndim=1,
-    )
-
-
-def init_params(kind, seed=0):
-    obs = jnp.zeros((1, OBS_DIM), jnp.float32)
-    key_a, key_c = jax.random.split(jax.random.key(seed))
-    return {"actor": actor_of(kind).init(key_a, obs), "critic": CRITIC.init(key_c, obs)}
+RULE_CONFIG = tiny_config("mcpo", hidden_sizes=(8, 8), memory_size=N_SLOTS)
 
 
 def perturb(tree, seed, scale):
@@ -85,7 +59,7 @@ def ppo_kl_hparams(**overrides):
 
 def rule_parts(algo, make_adaptation, hparams, kind, config=RULE_CONFIG):
     """``(rule, loss_fn, adaptation)`` of a registered algorithm, from its public builders."""
-    networks = Networks(actor_of(kind), CRITIC)
+    networks = tiny_networks(kind)
     algorithm = ALGORITHMS[algo]
     return (
         algorithm.make_update_rule(config, hparams, networks),
@@ -131,23 +105,17 @@ PPO_KL_RULE = jitted_rule("ppo_kl", make_ppo_kl_adaptation)
 
 
 def log_prob_of(kind, actor_params, obs, action):
-    return distribution(actor_of(kind).apply(actor_params, obs)).log_prob(action)
+    return distribution(tiny_actor(kind).apply(actor_params, obs)).log_prob(action)
 
 
-def make_batch(kind, params, seed=0, advantages=None):
+def make_batch(kind, params, seed=0):
     """A batch whose ``log_prob`` is π_old's (``params``) log-probability of its actions."""
-    rng = np.random.default_rng(seed)
-    n = N_SAMPLES
-    obs = rng.normal(size=(n, OBS_DIM)).astype(np.float32)
-    if kind == "categorical":
-        action = rng.integers(0, 3, n).astype(np.int32)
-    else:
-        action = (1.5 * rng.normal(size=(n, 2))).astype(np.float32)
-    v, adv, ret = rng.normal(size=(3, n)).astype(np.float32)
-    if advantages is not None:
-        adv = np.asarray(advantages, np.float32)
-    log_prob = np.asarray(log_prob_of(kind, params["actor"], obs, action))
-    return SampleBatch(obs, action, log_prob, v, adv, ret)
+    return random_batch(
+        np.random.default_rng(seed),
+        kind,
+        N_SAMPLES,
+        log_prob=lambda obs, action: log_prob_of(kind, params["actor"], obs, action),
+    )
 
 
 def with_memory(state, memory, filled, age=None):
@@ -165,10 +133,9 @@ def assert_tree_close(a, b, **kwargs):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_virtual_params_of_identical_copies_is_that_policy(kind):
+def test_virtual_params_of_identical_copies_is_that_policy(kind, rng):
     theta = init_params(kind)["actor"]
     memory = stacked(*[theta] * 5)
-    rng = np.random.default_rng(0)
     for w in [
         rng.dirichlet(np.ones(5)),
         rng.dirichlet(0.2 * np.ones(5)),
@@ -250,7 +217,7 @@ def test_prepare_with_a_memory_of_pi_old_records_pi_old_as_psi(kind):
         np.testing.assert_array_equal(w[~np.array(filled)], 0.0)
         if sum(filled) == 1:
             np.testing.assert_array_equal(w, np.array(filled, np.float32))
-        old = actor_of(kind).apply(params["actor"], batch.obs)
+        old = tiny_actor(kind).apply(params["actor"], batch.obs)
         assert_tree_close(prepared.old_outputs, old, rtol=1e-6, atol=1e-6)
         assert_tree_close(prepared.extras["virtual"], old, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(state.slot_kl, 0.0, atol=1e-6)
@@ -272,7 +239,7 @@ def test_prepare_records_psi_of_the_weights_it_reports(kind):
     w = np.asarray(state.weights)
     np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-6)
     assert w[2] == 0.0 and np.all(w[filled] > 0)
-    actor = actor_of(kind)
+    actor = tiny_actor(kind)
     psi = virtual_params(stacked(*slots), state.weights)
     assert_tree_close(prepared.extras["virtual"], actor.apply(psi, batch.obs), rtol=1e-5, atol=1e-6)
     # ψ is not simply one of the slots, nor π_old
@@ -593,16 +560,7 @@ def test_finish_writes_pi_old_into_the_slot_memory_replace_picks(replace, slot):
 # --------------------------------------------------------------------------- training runs
 
 
-RUN_CONFIG = Config(
-    algo="mcpo",
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 5,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_sizes=(8, 8),
-    memory_size=3,
-)
+RUN_CONFIG = tiny_config("mcpo", updates=5, hidden_sizes=(8, 8), memory_size=3)
 HUGE = 1e6
 SEEDS = 2
 

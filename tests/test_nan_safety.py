@@ -18,21 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import tiny_config
 
-from jaxpo import Config, cli, default_hparams, envs, runs, sweep
+from jaxpo import cli, default_hparams, envs, runs, sweep
 from jaxpo.train import make_train, make_trainer
 
 #: PPO-KL carries β as algorithm state (and Adam's step count anneals the learning rate).
-CONFIG = Config(
-    algo="ppo_kl",
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 6,
-    update_epochs=1,
-    num_minibatches=2,
-    hidden_sizes=(16,),
-    max_consecutive_skips=3,
-    env_id="custom:nan_cartpole",
+CONFIG = tiny_config(
+    "ppo_kl", updates=6, update_epochs=1, max_consecutive_skips=3, env_id="custom:nan_cartpole"
 )
 T, U, K = CONFIG.num_steps, CONFIG.num_updates, CONFIG.max_consecutive_skips
 #: a NaN reward in update 1 only, and in updates 2, 3, 4 (K of them: the agent fails at 4).
@@ -231,14 +224,13 @@ def test_clean_run_skips_nothing(sweeps):
 
 def test_grouped_rollouts_count_env_nonfinite():
     """GRPO resets its envs every update, so a window at step 0 hits every update."""
-    config = Config(
-        algo="grpo",
+    config = tiny_config(
+        "grpo",
         num_envs=4,
         group_size=2,
         num_steps=8,
-        total_timesteps=4 * 8 * 3,
+        updates=3,
         update_epochs=1,
-        num_minibatches=2,
         hidden_sizes=(8,),
         max_consecutive_skips=2,
         env_id="custom:nan_cartpole_first",

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import OBS_DIM, np_categorical_kl, np_gaussian_kl, tiny_actor
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
@@ -43,15 +44,13 @@ from jaxpo.networks import Actor, Networks, distribution
 
 # These tests check numerics, not speed, so XLA's expensive CPU code generation is skipped (as
 # in tests/envs/conftest.py): it roughly halves compile time, which dominates here.
-OBS_DIM = 4
-ACTION_DIM = 3
+ACTION_DIM = 3  # both kinds
 N = 16
 
 
 def make_actor(discrete: bool) -> Actor:
-    return Actor(
-        hidden_sizes=(8, 8), action_dim=ACTION_DIM, discrete=discrete, activation="tanh", obs_ndim=1
-    )
+    """The tiny (8, 8) actor of ``ACTION_DIM`` logits or Gaussian dimensions."""
+    return tiny_actor("categorical" if discrete else "gaussian", action_dim=ACTION_DIM)
 
 
 def cast(tree, dtype):
@@ -115,20 +114,6 @@ def ref_kl(p, q):
     (mp, lp), (mq, lq) = p, q
     vp, vq = jnp.exp(2 * lp), jnp.exp(2 * lq)
     return jnp.sum(lq - lp + (vp + (mp - mq) ** 2) / (2 * vq) - 0.5, axis=-1)
-
-
-def np_gaussian_kl(mp, lp, mq, lq):
-    vp, vq = np.exp(2 * lp), np.exp(2 * lq)
-    return np.sum(lq - lp + (vp + (mp - mq) ** 2) / (2 * vq) - 0.5, axis=-1)
-
-
-def np_categorical_kl(lp, lq):
-    def log_softmax(x):
-        x = x - x.max(-1, keepdims=True)
-        return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-    a, b = log_softmax(lp), log_softmax(lq)
-    return np.sum(np.exp(a) * (a - b), axis=-1)
 
 
 # --------------------------------------------------------------------------- dense Fishers

@@ -8,18 +8,17 @@ import math
 import jax
 import numpy as np
 import pytest
+from helpers import tiny_config
 from sweeps import sweep_twice_and_alone
 
-from jaxpo import Config, cli, default_hparams, make_train, presets, sweep
+from jaxpo import cli, default_hparams, make_train, presets, sweep
 from jaxpo.algos.natural import fisher_samples
 
-CONFIG = Config(
-    algo="trpo",
-    num_envs=2,
+CONFIG = tiny_config(
+    "trpo",
     num_steps=32,
-    total_timesteps=2 * 32 * 4,
+    updates=4,
     update_epochs=1,
-    num_minibatches=2,
     hidden_sizes=(12, 12),
     cg_iters=5,
     line_search_steps=4,

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 from sweeps import sweep_twice_and_alone
 
-from jaxpo import Config, default_hparams, sweep
+from jaxpo import default_hparams, sweep
 
-ACTOR_CRITIC = Config(
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 3,
-    update_epochs=2,
-    num_minibatches=2,
-    hidden_sizes=(16,),
-)
-GROUPED = ACTOR_CRITIC.replace(
-    algo="grpo",
-    num_envs=4,
-    group_size=2,
-    num_steps=24,
-    total_timesteps=4 * 24 * 3,
-    hidden_sizes=(8,),
-)
+ACTOR_CRITIC = tiny_config(updates=3)
+GROUPED = tiny_config("grpo", num_envs=4, group_size=2, num_steps=24, updates=3, hidden_sizes=(8,))
 #: algorithm -> (config, swept hparam, values, other values)
 CASES = {
     "grpo": (GROUPED, "kl_coef", [0.0, 0.5], [0.1, 2.0]),

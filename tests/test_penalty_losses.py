@@ -14,13 +14,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import (
+    ACTION_DIMS,
+    KINDS,
+    OBS_DIM,
+    init_params,
+    np_categorical_kl,
+    np_gaussian_kl,
+    np_log_softmax,
+    random_actions,
+    random_batch,
+    tiny_actor,
+    tiny_config,
+    tiny_critic,
+    to_numpy,
+)
 from rule_helpers import cheap_jit
 
 from jaxpo import Config, default_hparams, make_train
 from jaxpo.algos import ALGORITHMS, MDPOHParams, PPOKLHParams
 from jaxpo.algos.mdpo import make_mdpo_adaptation
 from jaxpo.algos.ppo_kl import make_ppo_kl_adaptation
-from jaxpo.batches import SampleBatch
 from jaxpo.losses import (
     adapt_kl_coef,
     importance_surrogate,
@@ -31,35 +45,25 @@ from jaxpo.losses import (
     policy_gradient,
     ppo_kl,
 )
-from jaxpo.networks import Actor, Critic, Networks, distribution
+from jaxpo.networks import Networks, distribution
 
 # These tests check numerics, not speed: skip XLA's expensive CPU code generation (as in
 # tests/test_natgrad.py), which roughly halves compile time.
-KINDS = ["categorical", "gaussian"]
-OBS_DIM = 4
-NUM_ACTIONS = 3  # categorical
-ACTION_DIM = 2  # Gaussian
+NUM_ACTIONS = ACTION_DIMS["categorical"]
+ACTION_DIM = ACTION_DIMS["gaussian"]
+#: hidden layers of the rule tests' actor and critic
+HIDDEN = (4,)
 
 
 # --------------------------------------------------------------------------- NumPy references
 
 
-def np_log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
 def np_kl(p, q):
-    """KL(p‖q) per sample, closed form, for ``(logits, None)`` or ``(mean, log_std)`` pairs."""
+    """KL(p‖q) per sample, closed form in float64, for ``(logits, None)`` or
+    ``(mean, log_std)`` pairs."""
     if p[1] is None:
-        a, b = (
-            np_log_softmax(np.asarray(p[0], np.float64)),
-            np_log_softmax(np.asarray(q[0], np.float64)),
-        )
-        return np.sum(np.exp(a) * (a - b), axis=-1)
-    mp, lp, mq, lq = (np.asarray(x, np.float64) for x in (*p, *q))
-    vp, vq = np.exp(2 * lp), np.exp(2 * lq)
-    return np.sum(lq - lp + (vp + (mp - mq) ** 2) / (2 * vq) - 0.5, axis=-1)
+        return np_categorical_kl(np.asarray(p[0], np.float64), np.asarray(q[0], np.float64))
+    return np_gaussian_kl(*(np.asarray(x, np.float64) for x in (*p, *q)))
 
 
 def np_log_prob(dist, action):
@@ -88,12 +92,6 @@ def random_dist(rng, kind, n, scale=1.0):
     if kind == "categorical":
         return scale * rng.normal(size=(n, NUM_ACTIONS)), None
     return scale * rng.normal(size=(n, ACTION_DIM)), 0.5 * rng.normal(size=(n, ACTION_DIM))
-
-
-def random_actions(rng, kind, n):
-    if kind == "categorical":
-        return rng.integers(0, NUM_ACTIONS, n)
-    return 1.5 * rng.normal(size=(n, ACTION_DIM))
 
 
 # --------------------------------------------------------------------------- losses vs NumPy
@@ -412,33 +410,15 @@ def test_the_direction_tests_pair_is_asymmetric(kind):
 # --------------------------------------------------------------------------- the rules
 
 
-def tiny_actor(kind):
-    return Actor(
-        hidden_sizes=(4,),
-        action_dim=NUM_ACTIONS if kind == "categorical" else ACTION_DIM,
-        discrete=kind == "categorical",
-        activation="tanh",
-        obs_ndim=1,
-    )
+TINY_CRITIC = tiny_critic(HIDDEN)
 
 
-TINY_CRITIC = Critic((4,), "tanh", 1)
-
-
-def tiny_config(algo, **changes):
-    return Config(
-        algo=algo, num_envs=2, num_steps=8, update_epochs=2, num_minibatches=2, hidden_sizes=(4,)
-    ).replace(**changes)
+def rule_config(algo):
+    return tiny_config(algo, num_steps=8, hidden_sizes=HIDDEN)
 
 
 def tiny_hparams(cls, **overrides):
     return cls.default(None, **overrides)
-
-
-def init_params(kind, seed=0):
-    obs = jnp.zeros((1, OBS_DIM), jnp.float32)
-    key_a, key_c = jax.random.split(jax.random.key(seed))
-    return {"actor": tiny_actor(kind).init(key_a, obs), "critic": TINY_CRITIC.init(key_c, obs)}
 
 
 def constant_policy_params(kind, params, dist):
@@ -450,16 +430,6 @@ def constant_policy_params(kind, params, dist):
     if kind == "gaussian":
         actor["params"]["log_std"] = jnp.asarray(dist[1], jnp.float32)
     return {**params, "actor": actor}
-
-
-def random_batch(rng, kind, n, log_prob=None):
-    obs = rng.normal(size=(n, OBS_DIM)).astype(np.float32)
-    action = random_actions(rng, kind, n)
-    action = action.astype(np.int32 if kind == "categorical" else np.float32)
-    if log_prob is None:
-        log_prob = rng.normal(-1.0, 0.3, n)
-    v, adv, ret = rng.normal(size=(3, n)).astype(np.float32)
-    return SampleBatch(obs, action, np.asarray(log_prob, np.float32), v, adv, ret)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -476,9 +446,10 @@ def test_rule_policy_term_uses_the_method_kl_direction(kind, algo):
         old_outputs=jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), old),
     )
     new_dist = (P_CAT, None) if kind == "categorical" else P_GAUSS
-    params = constant_policy_params(kind, init_params(kind), new_dist)
-    config = tiny_config(algo)
-    networks = Networks(tiny_actor(kind), TINY_CRITIC)
+    params = init_params(kind, hidden_sizes=HIDDEN, critic_sizes=HIDDEN)
+    params = constant_policy_params(kind, params, new_dist)
+    config = rule_config(algo)
+    networks = Networks(tiny_actor(kind, HIDDEN), TINY_CRITIC)
     if algo == "mdpo":
         hparams = tiny_hparams(MDPOHParams, horizon=4.0)
         adaptation = make_mdpo_adaptation(config, hparams, networks)
@@ -530,10 +501,10 @@ def mean_kl_np(actor, p, q, obs):
 
 def test_ppo_kl_rule_adapts_beta():
     kind = "categorical"
-    config = tiny_config("ppo_kl")
-    actor = tiny_actor(kind)
+    config = rule_config("ppo_kl")
+    actor = tiny_actor(kind, HIDDEN)
     init, update = rule_program("ppo_kl", config, actor)
-    params = init_params(kind, seed=3)
+    params = init_params(kind, seed=3, hidden_sizes=HIDDEN, critic_sizes=HIDDEN)
     rng = np.random.default_rng(4)
     batch = random_batch(rng, kind, config.batch_size)
     batch = batch._replace(
@@ -574,10 +545,10 @@ def test_ppo_kl_rule_adapts_beta():
 
 def test_mdpo_rule_counts_iterations():
     kind = "gaussian"
-    config = tiny_config("mdpo")
-    actor = tiny_actor(kind)
+    config = rule_config("mdpo")
+    actor = tiny_actor(kind, HIDDEN)
     init, update = rule_program("mdpo", config, actor)
-    params = init_params(kind, seed=5)
+    params = init_params(kind, seed=5, hidden_sizes=HIDDEN, critic_sizes=HIDDEN)
     rng = np.random.default_rng(6)
     batch = random_batch(rng, kind, config.batch_size)
     hp = tiny_hparams(MDPOHParams, horizon=3.0, learning_rate=0.05)
@@ -624,7 +595,7 @@ def ppo_kl_runs():
         hp_t = hp.set(kl_target=target)
         result = train(jax.random.key(0), hp_t)
         runs[target] = (
-            {k: np.asarray(v) for k, v in result.metrics.items()},
+            to_numpy(result.metrics),
             float(result.state.rule_state["algo"]),
             float(hp_t.kl_target),
             float(hp_t.kl_coef_init),

@@ -9,12 +9,13 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 from sweeps import compiles_callback
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 from test_cli_sweep import TINY
 
-from jaxpo import Config, cli, default_hparams, run_log, sweep
+from jaxpo import cli, default_hparams, run_log, sweep
 
 NAMES = ["episode_return", "loss"]
 
@@ -149,14 +150,7 @@ def test_sweep_logs_match_metrics_npz(tmp_path):
         np.testing.assert_array_equal(list(curve.values()), mean)
 
 
-CONFIG = Config(
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 4,
-    update_epochs=1,
-    num_minibatches=1,
-    hidden_sizes=(8, 8),
-)
+CONFIG = tiny_config(updates=4, update_epochs=1, num_minibatches=1, hidden_sizes=(8, 8))
 
 
 @pytest.mark.parametrize("progress", [True, False])

@@ -19,18 +19,12 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from helpers import tiny_config
 from sweeps import count_traces
 
-from jaxpo import Config, default_hparams, sweep
+from jaxpo import default_hparams, sweep
 
-CONFIG = Config(
-    num_envs=2,
-    num_steps=8,
-    total_timesteps=2 * 8 * 4,
-    update_epochs=1,
-    num_minibatches=2,
-    hidden_sizes=(8, 8),
-)
+CONFIG = tiny_config(num_steps=8, updates=4, update_epochs=1, hidden_sizes=(8, 8))
 LRS = [1e-3, 3e-4, 1e-4]
 SEEDS = 2
 TIMEOUT = 600

@@ -15,20 +15,14 @@ import math
 import jax
 import numpy as np
 import pytest
+from helpers import tiny_config, to_numpy
 from sweeps import compiles_callback, count_traces
 
 import jaxpo
-from jaxpo import Config, default_hparams, make_train, sweep
+from jaxpo import default_hparams, make_train, sweep
 
-CONFIG = Config(
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 5,
-    update_epochs=1,
-    num_minibatches=2,
-    hidden_sizes=(16, 16),
-)
 NUM_UPDATES = 5
+CONFIG = tiny_config(updates=NUM_UPDATES, update_epochs=1, hidden_sizes=(16, 16))
 EVERY = 2  # updates between progress reports
 LRS = [1e-3, 3e-4]
 SEEDS = 2
@@ -44,10 +38,6 @@ REQUIRED_METRICS = {
     "explained_variance",
     "grad_norm",
 }
-
-
-def to_numpy(metrics):
-    return {k: np.asarray(v) for k, v in metrics.items()}
 
 
 class Recorder:

@@ -6,20 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import random_rollout
 
 from jaxpo.advantages import gae, vtrace
 
 vtrace_jit = jax.jit(vtrace)
-
-
-def random_rollout(rng, T, B, p_term=0.2, p_trunc=0.2):
-    rewards = rng.normal(size=(T, B))
-    values = rng.normal(size=(T, B))
-    next_values = rng.normal(size=(T, B))
-    terminated = rng.random((T, B)) < p_term
-    truncated = (rng.random((T, B)) < p_trunc) & ~terminated
-    done = terminated | truncated
-    return rewards, values, next_values, terminated, done
 
 
 def as_f32(rollout):

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import tiny_config
 
 from jaxpo import Config, default_hparams, make_train
 from jaxpo.advantages import vtrace
@@ -15,14 +16,7 @@ from jaxpo.batches import RolloutData, SampleBatch
 from jaxpo.networks import distribution, make_networks
 from jaxpo.train import make_env
 
-CONFIG = Config(
-    num_envs=2,
-    num_steps=16,
-    total_timesteps=2 * 16 * 3,
-    update_epochs=1,
-    num_minibatches=2,
-    hidden_sizes=(16,),
-)
+CONFIG = tiny_config(updates=3, update_epochs=1)
 
 
 def run(config: Config, **hparams: float):
@@ -56,12 +50,11 @@ def test_later_epochs_are_relabelled():
 
 
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "mdpo"])
-def test_relabel_uses_the_current_policy_and_critic(algo):
+def test_relabel_uses_the_current_policy_and_critic(algo, rng):
     config = CONFIG.replace(algo=algo, advantage="vtrace", num_envs=3, num_steps=5)
     env = make_env(config)
     actor, critic = make_networks(config, env)
     hparams = default_hparams(config, vtrace_rho_bar=0.8, vtrace_c_bar=0.9, gae_lambda=0.9)
-    rng = np.random.default_rng(0)
     n = config.batch_size
     obs = jnp.asarray(rng.normal(size=(n, 4)), jnp.float32)
     next_obs = jnp.asarray(rng.normal(size=(n, 4)), jnp.float32)
