@@ -143,8 +143,8 @@ class Config:
 
         Changing ``algo`` keeps the section fields the new algorithm also has (the others
         take its defaults), and loop sizes still at the old algorithm's defaults take the
-        new one's. Unknown names, and names
-        of another algorithm's section, raise ``ValueError``.
+        new one's. Unknown names, and names of another algorithm's section, raise
+        ``ValueError``.
         """
         algo = changes.get("algo", self.algo)
         common, section = split_fields(algo, changes)
@@ -167,7 +167,9 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Every field as a flat ``{name: value}`` dict, the section's fields included."""
         common = {name: getattr(self, name) for name in COMMON_FIELDS}
-        section = {f.name: getattr(self.algo_config, f.name) for f in fields(self.algo_config)}
+        section = {
+            f.name: getattr(self.algo_config, f.name) for f in dataclasses.fields(self.algo_config)
+        }
         return {**common, **section}
 
     @property
@@ -184,11 +186,6 @@ class Config:
     def num_updates(self) -> int:
         """Number of updates in a run, ``total_timesteps // batch_size``."""
         return self.total_timesteps // self.batch_size
-
-
-def fields(obj: Any) -> tuple[dataclasses.Field, ...]:
-    """The dataclass fields of ``obj`` (a class or an instance)."""
-    return dataclasses.fields(obj)
 
 
 def section_fields(section_cls: type) -> list[str]:
