@@ -9,6 +9,8 @@ the generator (or seed) it draws from, so a test's data stay its own.
 
 from __future__ import annotations
 
+import subprocess
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,3 +148,20 @@ def np_gaussian_kl(mp, lp, mq, lq):
 def to_numpy(metrics: dict) -> dict[str, np.ndarray]:
     """``{name: np.asarray(value)}`` of a metrics dict."""
     return {k: np.asarray(v) for k, v in metrics.items()}
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def finish(proc, timeout: float) -> str:
+    """Waits for ``proc`` (killing it after ``timeout`` s); its stdout, or the test fails."""
+    import pytest
+
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"subprocess timed out:\n{err.decode()[-3000:]}")
+    assert proc.returncode == 0, err.decode()[-3000:]
+    return out.decode()

@@ -23,6 +23,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from helpers import finish
 
 from jaxpo import checkpoint, make_train, presets, sweep
 from jaxpo.train import make_trainer
@@ -189,13 +190,7 @@ def processes(tmp_path_factory):
         )
     out = {}
     for devices, proc in procs.items():
-        try:
-            _, err = proc.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            pytest.fail(f"process with {devices} device(s) timed out:\n{err.decode()[-3000:]}")
-        assert proc.returncode == 0, err.decode()[-3000:]
+        finish(proc, TIMEOUT)
         with np.load(tmp / f"{devices}.npz") as data:
             out[devices] = dict(data)
         assert int(out[devices].pop("devices")) == devices

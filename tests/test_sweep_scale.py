@@ -19,7 +19,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import finish, tiny_config
 from sweeps import count_traces
 
 from jaxpo import default_hparams, sweep
@@ -199,18 +199,6 @@ def python(args: list[str], env_extra: dict[str, str] | None = None, **kwargs) -
     )
 
 
-def finish(proc: subprocess.Popen) -> str:
-    """Waits for ``proc`` (killing it after TIMEOUT) and returns its stdout; fails on error."""
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"subprocess timed out:\n{err.decode()[-3000:]}")
-    assert proc.returncode == 0, err.decode()[-3000:]
-    return out.decode()
-
-
 SHARDED = textwrap.dedent(
     """
     import json, sys
@@ -257,7 +245,8 @@ def test_sharded_sweep_over_4_host_devices(tmp_path):
         python(
             [str(script), json.dumps(config)],
             {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
-        )
+        ),
+        TIMEOUT,
     )
     got = json.loads(out.strip().splitlines()[-1])
     assert got["devices"] == 4
@@ -323,10 +312,10 @@ def test_two_processes_produce_the_single_process_table(tmp_path):
         )
         for pid in range(2)
     ]
-    outputs = [finish(p) for p in procs]
+    outputs = [finish(p, TIMEOUT) for p in procs]
     assert "on 2 device(s)" in outputs[0] and "wrote" in outputs[0]
     assert "wrote" not in outputs[1]  # process 1 trained its share; process 0 wrote
-    finish(python(cli_sweep(tmp_path / "single")))
+    finish(python(cli_sweep(tmp_path / "single")), TIMEOUT)
     multi, single = (
         read_table(tmp_path / "multi/table.csv"),
         read_table(tmp_path / "single/table.csv"),
