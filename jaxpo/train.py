@@ -92,18 +92,16 @@ def bare_env(config: Config) -> envs.Environment:
     return envs.make(config.env_id, config.brax_backend)
 
 
-def make_env(
-    config: Config, env: envs.Environment | None = None, group_size: int | None = None
-) -> envs.Environment:
+def make_env(config: Config, group_size: int | None = None) -> envs.Environment:
     """The batched, wrapped environment of a run (see :mod:`jaxpo.envs.wrappers`).
 
     Args:
-        config: the static configuration.
-        env: a bare environment to use instead of the one ``config.env_id`` names.
+        config: the static configuration (a user's own environment is a ``custom:`` id,
+            see :func:`jaxpo.envs.register`).
         group_size: environments reset together from one key (default: what the
             algorithm's collector asks for; 1: every environment on its own key).
     """
-    env = envs.EpisodeStatistics(bare_env(config) if env is None else env)
+    env = envs.EpisodeStatistics(bare_env(config))
     if not env.is_discrete:
         env = envs.ClipAction(env, config.action_mode)
     if group_size is None:
@@ -126,12 +124,10 @@ def check_action_space(algo: Algorithm, env: envs.Environment) -> None:
         )
 
 
-def default_hparams(
-    config: Config, env: envs.Environment | None = None, **overrides: float
-) -> HParams:
+def default_hparams(config: Config, **overrides: float) -> HParams:
     """The algorithm's default hparams for ``config``'s env, with ``overrides`` applied."""
-    env = bare_env(config) if env is None else env
-    return lookup(config.algo).hparams_cls.default(env.default_params(), **overrides)
+    env_params = bare_env(config).default_params()
+    return lookup(config.algo).hparams_cls.default(env_params, **overrides)
 
 
 def is_loss_metric(name: str) -> bool:
@@ -195,9 +191,7 @@ class Trainer(NamedTuple):
     run: Callable[..., TrainResult]
 
 
-def make_trainer(
-    config: Config, progress: ProgressHook | None = None, env: envs.Environment | None = None
-) -> Trainer:
+def make_trainer(config: Config, progress: ProgressHook | None = None) -> Trainer:
     """Builds the pure ``init`` and ``run`` of ``config``.
 
     Static checks (config fields, env id, action space) run here, before anything is traced.
@@ -206,8 +200,6 @@ def make_trainer(
         config: the static configuration.
         progress: optional host hook, called every ``report_every`` updates of a ``run`` and
             at its last update (nothing is compiled in when it is ``None``).
-        env: a bare environment to train on instead of the one ``config.env_id`` names
-            (its ``default_params`` must match the hparams' ``env_params``).
 
     Returns:
         A :class:`Trainer`; both functions are jittable and vmappable over states, keys and
@@ -215,7 +207,7 @@ def make_trainer(
     """
     validate_config(config)
     algo = lookup(config.algo)
-    env = make_env(config, env)
+    env = make_env(config)
     check_action_space(algo, env)
     networks = make_networks(config, env, critic=algo.collector.critic)
     collect = algo.collector.make(config, env, networks)
@@ -327,9 +319,7 @@ def init_params(
     return params
 
 
-def make_train(
-    config: Config, progress: ProgressHook | None = None, env: envs.Environment | None = None
-) -> Callable[..., TrainResult]:
+def make_train(config: Config, progress: ProgressHook | None = None) -> Callable[..., TrainResult]:
     """Builds the pure training function of ``config``.
 
     Static checks (config fields, env id, action space) run here, before anything is traced.
@@ -338,7 +328,6 @@ def make_train(
         config: the static configuration.
         progress: optional host hook, called every ``report_every`` updates and at the last
             one (nothing is compiled in when it is ``None``).
-        env: a bare environment to train on instead of the one ``config.env_id`` names.
 
     Returns:
         ``train(key, hparams, report_every=1) -> TrainResult``; jittable and vmappable over
@@ -346,7 +335,7 @@ def make_train(
         ``trainer.run(trainer.init(key, hparams), hparams, config.num_updates, report_every)``
         of :func:`make_trainer`.
     """
-    trainer = make_trainer(config, progress, env)
+    trainer = make_trainer(config, progress)
 
     def train(key: jax.Array, hparams: HParams, report_every: Any = 1) -> TrainResult:
         return trainer.run(trainer.init(key, hparams), hparams, config.num_updates, report_every)
