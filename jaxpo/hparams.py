@@ -11,7 +11,6 @@ declaring it again. ``env_params`` carries the environment's (traced) parameters
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
 
@@ -185,10 +184,3 @@ def validate_hparams(hparams: HParams) -> None:
                 f"hparam {name}={shown!r} is out of range; it must be finite and in "
                 f"{spec.describe()}"
             )
-
-
-def fmt(value: float) -> str:
-    """A default as the README's table shows it (``2.5e-04``, ``0.99``, ``5000``)."""
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
-        return f"{value:.3g}"
-    return f"{value:g}" if math.isfinite(value) else str(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..hparams import Spec, fmt, specs
+from ..hparams import Spec, specs
 from ..registry import ALGORITHMS
 
 
@@ -28,9 +28,9 @@ def describe_defaults(values: dict[str, float]) -> str:
         by_value.setdefault(value, []).append(algo)
     ordered = sorted(by_value.items(), key=lambda item: -len(item[1]))
     first, *others = ordered
-    text = fmt(first[0])
+    text = f"{first[0]:g}"
     if others:
-        text += "".join(f"; {', '.join(algos)}: {fmt(value)}" for value, algos in others)
+        text += "".join(f"; {', '.join(algos)}: {value:g}" for value, algos in others)
     return text
 
 
