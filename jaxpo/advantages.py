@@ -56,6 +56,7 @@ def vtrace(
     gae_lambda: ArrayLike,
     rho_bar: ArrayLike,
     c_bar: ArrayLike,
+    weight_policy_advantage: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """A_t = ρ_t·δ_t + γ·c_t·(1 − done_t)·A_{t+1}, v_t = V(s_t) + A_t, the V-trace targets.
 
@@ -73,6 +74,11 @@ def vtrace(
     ``log_rhos = 0`` and ``ρ̄ = c̄ = 1`` (on-policy, no clipping) ``(pg_advantages, targets)``
     equal :func:`gae`'s ``(advantages, returns)``.
 
+    A loss that already importance-weights each sample by π_θ/μ (a ratio surrogate) must not
+    be given ρ_t a second time: with ``weight_policy_advantage=False`` the policy advantage
+    is ``δ_t + γλ(1 − done_t)·A_{t+1}``, ρ_t shaping only the value targets (and the
+    corrections that flow back from later steps).
+
     Args:
         rewards: ``[T, B]`` (already scaled).
         values: ``V(s_t)``, ``[T, B]``.
@@ -84,6 +90,8 @@ def vtrace(
         gae_lambda: λ, scalar.
         rho_bar: ρ̄, clips the importance weight on the TD error, scalar.
         c_bar: c̄, clips the trace-cutting weight, scalar.
+        weight_policy_advantage: multiply the policy advantage by ρ_t (IMPALA's, for a
+            loss without an importance ratio), static.
 
     Returns:
         ``(pg_advantages, targets)``, both ``[T, B]``, with ``targets = values + A``.
@@ -97,7 +105,9 @@ def vtrace(
     deltas = rewards + gamma * not_term * next_values - values
     corrections = _reverse_accumulate(rhos * deltas, gamma * cs * not_done)
     next_corrections = jnp.concatenate([corrections[1:], jnp.zeros_like(corrections[:1])])
-    pg_advantages = rhos * (deltas + gamma * gae_lambda * not_done * next_corrections)
+    pg_advantages = deltas + gamma * gae_lambda * not_done * next_corrections
+    if weight_policy_advantage:
+        pg_advantages = rhos * pg_advantages
     return pg_advantages, values + corrections
 
 

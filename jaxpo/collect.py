@@ -112,12 +112,15 @@ def estimate(
     done: jax.Array,
     hparams: HParams,
     log_rho: jax.Array | None = None,
+    weight_policy_advantage: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Advantages and value targets of a time-major rollout ``[T, B]``.
 
     ``"gae"``: GAE(γ, λ). ``"vtrace"``: V-trace with ρ̄ = ``hparams.vtrace_rho_bar``, c̄ =
     ``hparams.vtrace_c_bar`` and log importance weights ``log_rho`` (``log π − log μ``;
-    ``None`` means π = μ, as at collection).
+    ``None`` means π = μ, as at collection); ``weight_policy_advantage=False`` leaves ρ
+    out of the policy advantage, for a loss that importance-weights by π_θ/μ itself (see
+    :func:`~jaxpo.advantages.vtrace`).
     """
     inputs = (reward, values, next_values, terminated, done)
     if estimator == "gae":
@@ -129,6 +132,7 @@ def estimate(
         hparams.gae_lambda,
         hparams.vtrace_rho_bar,
         hparams.vtrace_c_bar,
+        weight_policy_advantage,
     )
 
 

@@ -5,7 +5,9 @@ subclasses :class:`HParams` with its own fields. Every hyperparameter is declare
 :func:`hparam`: its default, its range and its description live in the field's metadata,
 and validation, the CLI and the README's table are derived from there. A subclass may change
 the default of an inherited field in ``DEFAULTS`` (A2C's learning rate, say) without
-declaring it again. ``env_params`` carries the environment's (traced) parameters.
+declaring it again, and a field may declare a different default for continuous action
+spaces (the entropy bonus: 0 for a Gaussian policy). ``env_params`` carries the
+environment's (traced) parameters.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Spec(NamedTuple):
         low_inclusive: whether ``low`` itself is allowed.
         high_inclusive: whether ``high`` itself is allowed.
         doc: one line for the CLI and the README's table.
+        continuous: the default when the action space is continuous, or ``None`` for
+            ``default`` there too.
     """
 
     default: float
@@ -38,6 +42,7 @@ class Spec(NamedTuple):
     low_inclusive: bool
     high_inclusive: bool
     doc: str
+    continuous: float | None = None
 
     def describe(self) -> str:
         """The range in interval notation, e.g. ``(0, 1]``."""
@@ -65,11 +70,12 @@ def hparam(
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
+    continuous: float | None = None,
 ) -> Any:
     """Declares a traced scalar hyperparameter: its default, range and description.
 
     The range is given by at most one of ``gt``/``ge`` and one of ``lt``/``le``; every value
-    must also be finite.
+    must also be finite. ``continuous``: a different default for continuous action spaces.
     """
     if (gt is not None and ge is not None) or (lt is not None and le is not None):
         raise ValueError("give at most one lower (gt/ge) and one upper (lt/le) bound")
@@ -80,9 +86,11 @@ def hparam(
         gt is None,
         lt is None,
         doc,
+        None if continuous is None else float(continuous),
     )
-    if not spec.contains(np.asarray(spec.default, np.float64)):
-        raise ValueError(f"default {default!r} is outside {spec.describe()}")
+    for value in (default, continuous):
+        if value is not None and not spec.contains(np.asarray(value, np.float64)):
+            raise ValueError(f"default {value!r} is outside {spec.describe()}")
     return struct.field(metadata={"hparam": spec})
 
 
@@ -121,10 +129,14 @@ class HParams:
         return hparams
 
     @classmethod
-    def default(cls, env_params: Any, **overrides: float) -> HParams:
-        """The declared defaults, with ``overrides`` applied (see :meth:`create`)."""
+    def default(cls, env_params: Any, *, continuous: bool = False, **overrides: float) -> HParams:
+        """The declared defaults, with ``overrides`` applied (see :meth:`create`).
+
+        ``continuous``: the action space is continuous (fields with a ``continuous`` default
+        take it).
+        """
         check_names(cls, overrides)
-        return cls.create(env_params, **{**defaults(cls), **overrides})
+        return cls.create(env_params, **{**defaults(cls, continuous), **overrides})
 
     def set(self, **values: Any) -> HParams:
         """A copy with named scalar fields replaced (cast to float32); unknown names raise."""
@@ -161,9 +173,13 @@ def scalar_names(cls: type) -> list[str]:
     return list(specs(cls))
 
 
-def defaults(cls: type) -> dict[str, float]:
-    """``{name: default}`` of every scalar hparam of ``cls``."""
-    return {name: spec.default for name, spec in specs(cls).items()}
+def defaults(cls: type, continuous: bool = False) -> dict[str, float]:
+    """``{name: default}`` of every scalar hparam of ``cls`` (for a continuous action space
+    if ``continuous``)."""
+    return {
+        name: spec.continuous if continuous and spec.continuous is not None else spec.default
+        for name, spec in specs(cls).items()
+    }
 
 
 def validate_hparams(hparams: HParams) -> None:

@@ -125,9 +125,15 @@ def check_action_space(algo: Algorithm, env: envs.Environment) -> None:
 
 
 def default_hparams(config: Config, **overrides: float) -> HParams:
-    """The algorithm's default hparams for ``config``'s env, with ``overrides`` applied."""
-    env_params = bare_env(config).default_params()
-    return lookup(config.algo).hparams_cls.default(env_params, **overrides)
+    """The algorithm's default hparams for ``config``'s env, with ``overrides`` applied.
+
+    The defaults depend on the env's action space where a field declares so (the entropy
+    bonus is 0 for continuous actions).
+    """
+    env = bare_env(config)
+    return lookup(config.algo).hparams_cls.default(
+        env.default_params(), continuous=not env.is_discrete, **overrides
+    )
 
 
 def is_loss_metric(name: str) -> bool:

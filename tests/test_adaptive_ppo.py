@@ -26,24 +26,25 @@ def test_arms_are_rewarded_with_the_return_improvement_they_led_to():
     state = bandit.init(None)
     arms = []
     # Rollouts 1-2 finish no episode (return: the 0 placeholder), rollout 3 finishes the first
-    # (10), rollout 4 none (10 carried), then 14, NaN, 13, 20, 30. Rewards go to the arm of the
-    # previous update: 4 (arm 1), -1 (arm 2, after the NaN), 7 (arm 2), 10 (arm 2).
+    # (10), rollout 4 none (10 carried: no reward, no pull), then 14, NaN, 13, 20, 30. Rewards
+    # go to the arm of the previous update: 4 (arm 0), -1 (arm 1, after the NaN), 7 and 10
+    # (arm 2).
     rollouts = [(0.0, 0), (0.0, 0), (10.0, 2), (10.0, 0), (14.0, 1)]
     rollouts += [(float("nan"), 1), (13.0, 1), (20.0, 1), (30.0, 1)]
     for value, episodes in rollouts:
         state, _ = bandit.prepare(None, state, batch_with_return(value, episodes))
         arms.append(int(state["arm"]))
-    # Unrewarded arms first, lowest index first: 0, 0, 0 (no reward yet), then 0 is rewarded
-    # 0 (10 - 10) -> 1; 1 gets 4 -> 2; NaN: no reward -> 2 again; 2 gets -1 (13 - 14) -> greedy
-    # (c = 0) on means {0: 0, 1: 4, 2: -1} -> 1; 1 gets 7 -> {1: 5.5} -> 1; 1 gets 10 -> 1.
-    assert arms == [0, 0, 0, 1, 2, 2, 1, 1, 1]
-    np.testing.assert_allclose(np.asarray(state["bandit"].value_sum), [0.0, 21.0, -1.0])
-    np.testing.assert_allclose(np.asarray(state["bandit"].counts), [1.0, 3.0, 1.0])
-    np.testing.assert_allclose(np.asarray(state["picks"]), [3.0, 4.0, 2.0])
+    # Unrewarded arms first, lowest index first: 0 four times (no reward yet, and none for the
+    # rollout that finished no episode), then 0 is rewarded 4 -> 1; NaN: no reward -> 1 again;
+    # 1 gets -1 -> 2; greedy (c = 0) on means {0: 4, 1: -1, 2: 7} -> 2; 2 gets 10 -> 2.
+    assert arms == [0, 0, 0, 0, 1, 1, 2, 2, 2]
+    np.testing.assert_allclose(np.asarray(state["bandit"].value_sum), [4.0, -1.0, 17.0])
+    np.testing.assert_allclose(np.asarray(state["bandit"].counts), [1.0, 1.0, 2.0])
+    np.testing.assert_allclose(np.asarray(state["picks"]), [4.0, 2.0, 3.0])
     assert float(state["last_return"]) == 30.0
     _, metrics = bandit.finish(state, None, None, None)
-    assert float(metrics["clip_eps"]) == np.float32(0.2)
-    assert float(metrics["arm_picks_1"]) == 4.0
+    assert float(metrics["clip_eps"]) == np.float32(0.3)
+    assert float(metrics["arm_picks_1"]) == 2.0
 
 
 def test_train_reports_the_chosen_clip_and_its_picks():

@@ -98,3 +98,17 @@ def test_hparam_defaults_come_from_the_declarations():
     assert np.float32(ppo.learning_rate) == np.float32(2.5e-4)
     assert np.float32(tic.clip_eps_high) == np.float32(0.28)
     assert np.float32(default_hparams(Config(algo="grpo")).clip_eps_high) == np.float32(0.2)
+
+
+ACTOR_CRITIC = ["ppo", "ppo_kl", "a2c", "mcpo", "adaptive_ppo"]
+
+
+@pytest.mark.parametrize("algo", ACTOR_CRITIC)
+def test_entropy_bonus_default_depends_on_the_action_space(algo):
+    """0.01 for categorical policies, 0 for Gaussian ones (on gymnax and brax alike); a given
+    value always wins."""
+    assert np.float32(default_hparams(Config(algo=algo)).ent_coef) == np.float32(0.01)
+    for env_id in ("gymnax:Pendulum-v1", "brax:inverted_pendulum"):
+        config = Config(algo=algo, env_id=env_id)
+        assert float(default_hparams(config).ent_coef) == 0.0
+        assert np.float32(default_hparams(config, ent_coef=0.01).ent_coef) == np.float32(0.01)

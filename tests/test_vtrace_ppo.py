@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import OBS_DIM, init_params, tiny_config, tiny_networks
 
 from jaxpo import Config, default_hparams, make_train
+from jaxpo.registry import lookup
 from jaxpo.advantages import vtrace
 from jaxpo.algos.actor_critic import make_vtrace_relabel
 from jaxpo.batches import RolloutData, SampleBatch
@@ -89,7 +90,99 @@ def test_relabel_uses_the_current_policy_and_critic(algo, rng):
         0.9,
         0.8,
         0.9,
+        weight_policy_advantage=algo == "a2c",  # ρ once: in the advantage or in the ratio
     )
     np.testing.assert_allclose(out.advantages, expected[0].reshape(-1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out.returns, expected[1].reshape(-1), rtol=1e-5, atol=1e-6)
     assert np.abs(np.asarray(log_prob - behaviour)).min() > 0  # off-policy: ρ ≠ 1 here
+
+
+# ------------------------------------------------------------ the importance weight, once
+#
+# A one-step bandit with three actions. The batch holds each action in proportion to the
+# behaviour policy μ = (1/2, 1/3, 1/6), so a batch mean is an exact expectation over μ. The
+# epoch-start policy π (the actor's parameters) differs from μ, as it does from the second
+# epoch on. With ρ̄ = c̄ = 100 nothing is truncated, so the expected gradient of the policy
+# term must be the true policy gradient −∇_θ E_π[R] = −∇_θ Σ_a π_θ(a)·R(a).
+
+BANDIT_ACTIONS = np.array([0, 0, 0, 1, 1, 2], np.int32)
+BANDIT_MU = np.array([1 / 2, 1 / 3, 1 / 6])
+BANDIT_REWARD = np.array([1.0, -0.5, 2.0])
+NO_TRUNCATION = {"vtrace_rho_bar": 100.0, "vtrace_c_bar": 100.0}
+#: Config changes that keep every sample's ratio inside the clip (the gradient is then the
+#: unclipped surrogate's); π/μ is in [0.5, 2.5] here.
+WIDE_CLIP = {"ppo": {"clip_eps": 10.0}, "adaptive_ppo": {}}
+
+
+def bandit_gradients(algo: str):
+    """(∇ of the algorithm's loss on the relabelled bandit batch, −∇E_π[R]) for the actor."""
+    changes = {"clip_candidates": (10.0,)} if algo == "adaptive_ppo" else {}
+    config = Config(
+        algo=algo,
+        advantage="vtrace",
+        num_envs=len(BANDIT_ACTIONS),
+        num_steps=1,
+        update_epochs=1,
+        num_minibatches=1,
+        normalize_advantages=False,
+        **changes,
+    )
+    hparams = default_hparams(
+        config, ent_coef=0.0, vf_coef=0.0, **NO_TRUNCATION, **WIDE_CLIP.get(algo, {})
+    )
+    networks = tiny_networks("categorical")
+    params = init_params("categorical", seed=3)
+    n = len(BANDIT_ACTIONS)
+    obs = jnp.ones((n, OBS_DIM), jnp.float32)
+    outputs = networks.actor.apply(params["actor"], obs)
+    rollout = RolloutData(
+        jnp.asarray(BANDIT_REWARD[BANDIT_ACTIONS], jnp.float32),
+        jnp.ones(n, bool),
+        jnp.ones(n, bool),
+        obs,
+        0.0,
+        0.0,
+    )
+    batch = SampleBatch(
+        obs,
+        jnp.asarray(BANDIT_ACTIONS),
+        jnp.asarray(np.log(BANDIT_MU[BANDIT_ACTIONS]), jnp.float32),
+        jnp.zeros(n),
+        jnp.zeros(n),
+        jnp.zeros(n),
+        old_outputs=outputs,  # π_old = the epoch-start policy, as the rules record it
+        extras={"virtual": outputs},  # MCPO's ψ at init: every memory slot holds π_old
+        rollout=rollout,
+    )
+    batch = make_vtrace_relabel(config, hparams, networks)(params, batch)
+    algo = lookup(algo)
+    loss_fn = algo.make_loss(config, hparams, networks)
+    algo_state = algo.make_update_rule(config, hparams, networks).init(params)["algo"]
+    grads = jax.grad(lambda p: loss_fn(p, batch.shuffleable(), algo_state)[0])(params)
+
+    def expected_reward(actor_params):
+        probs = distribution(networks.actor.apply(actor_params, obs[:1])).probs[0]
+        return jnp.dot(probs, jnp.asarray(BANDIT_REWARD, jnp.float32))
+
+    true = jax.grad(expected_reward)(params["actor"])
+    flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])  # noqa: E731
+    probs = np.asarray(distribution(outputs).probs[0])
+    assert np.abs(probs - BANDIT_MU).max() > 0.1  # π is really off μ
+    return flat(grads["actor"]), -flat(true)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "ppo_kl", "mdpo", "mcpo", "adaptive_ppo", "a2c"])
+def test_vtrace_expected_gradient_is_the_policy_gradient(algo):
+    grad, true = bandit_gradients(algo)
+    np.testing.assert_allclose(grad, true, rtol=1e-4, atol=1e-6 * np.abs(true).max())
+
+
+@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+def test_weighting_the_wrong_number_of_times_is_caught(algo, monkeypatch):
+    """The broken compositions: ρ in the advantage *and* the ratio in the loss (what the PPO
+    family did), or neither (A2C without ρ): both miss the policy gradient by far more than
+    the tolerance above."""
+    section = type(Config(algo=algo).algo_config)
+    monkeypatch.setattr(section, "IMPORTANCE_WEIGHTED", not section.IMPORTANCE_WEIGHTED)
+    grad, true = bandit_gradients(algo)
+    assert np.linalg.norm(grad - true) > 0.05 * np.linalg.norm(true)

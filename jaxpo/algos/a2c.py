@@ -28,9 +28,10 @@ from .base import LossFn, register
 
 @dataclasses.dataclass(frozen=True)
 class A2CConfig(ActorCriticConfig):
-    """A2C's section: one full-batch step per rollout by default."""
+    """A2C's section: one full-batch step per rollout by default; no ratio in the loss."""
 
     CONFIG_DEFAULTS: ClassVar = {"update_epochs": 1, "num_minibatches": 1}
+    IMPORTANCE_WEIGHTED: ClassVar[bool] = False
 
 
 @struct.dataclass

@@ -5,14 +5,17 @@ its per-sample policy term (from :mod:`jaxpo.losses`), any algorithm state of it
 (an :class:`~jaxpo.algos.first_order.Adaptation`), and any metrics;
 :func:`actor_critic_algorithm` assembles the rest. With ``advantage="vtrace"`` in the
 section, the advantages and value targets are recomputed by V-trace with the current
-parameters at the start of every epoch.
+parameters at the start of every epoch. The importance weight then appears once per sample:
+a policy term with the ratio r = π_θ/μ against the collecting policy μ (PPO, PPO-KL, MDPO,
+MCPO, Adaptive-PPO) gets V-trace's policy advantage without ρ (ρ shapes only the value
+targets); a ratio-free term (A2C) gets IMPALA's ρ-weighted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 from flax import struct
@@ -37,7 +40,12 @@ class ActorCriticConfig(AlgoConfig):
         advantage: the advantage and value-target estimator, ``"gae"`` or ``"vtrace"``
             (recomputed with the current parameters at every epoch, correcting for how far
             the policy moved from the one that collected the batch).
+        IMPORTANCE_WEIGHTED: (class constant) the algorithm's policy term multiplies each
+            sample by the ratio π_θ/μ to the collecting policy, so V-trace's policy
+            advantage must not carry ρ as well; ``False`` for a ratio-free term (A2C).
     """
+
+    IMPORTANCE_WEIGHTED: ClassVar[bool] = True
 
     advantage: str = "gae"
 
@@ -51,7 +59,9 @@ class ActorCriticConfig(AlgoConfig):
 class ActorCriticHParams(HParams):
     """Traced coefficients every first-order actor-critic algorithm has."""
 
-    ent_coef: jax.Array = hparam(0.01, "entropy bonus coefficient c_e", ge=0.0)
+    ent_coef: jax.Array = hparam(
+        0.01, "entropy bonus coefficient c_e", ge=0.0, continuous=0.0
+    )
     vf_coef: jax.Array = hparam(0.5, "value-loss coefficient c_v", ge=0.0)
     vtrace_rho_bar: jax.Array = hparam(
         1.0, "V-trace's ρ̄: clip of the importance weights (advantage='vtrace')", gt=0.0
@@ -144,7 +154,10 @@ def make_vtrace_relabel(config: Config, hparams: ActorCriticHParams, networks: N
     The behaviour policy μ is the one that collected the batch (``batch.log_prob``); π and
     V are the parameters at the start of the epoch, so later epochs are corrected for how
     far π has moved (ρ = π/μ clipped by ρ̄, traces by c̄). ``batch.values`` (the old values
-    the value clip is centred on) is left as collected.
+    the value clip is centred on) is left as collected. When the section's
+    ``IMPORTANCE_WEIGHTED`` says the loss multiplies each sample by π_θ/μ itself, the policy
+    advantage leaves ρ out (else E_μ[r·ρ·Â·∇log π] would weight by (π/μ)² and bias the
+    gradient).
     """
     actor, critic = networks
     steps = (config.num_steps, config.num_envs)
@@ -164,6 +177,7 @@ def make_vtrace_relabel(config: Config, hparams: ActorCriticHParams, networks: N
             time_major(data.done),
             hparams,
             log_rho=time_major(log_prob - batch.log_prob),
+            weight_policy_advantage=not config.algo_config.IMPORTANCE_WEIGHTED,
         )
         advantages, targets = jax.lax.stop_gradient((advantages, targets))
         return batch._replace(advantages=advantages.reshape(-1), returns=targets.reshape(-1))

@@ -1,10 +1,11 @@
 """Adaptive-PPO: PPO-clip whose ε is chosen every update by a UCB1 bandit.
 
 The arms are the static ``config.clip_candidates``. Before each update the arm used by the
-previous update is rewarded with the return improvement it led to, R_u − R_{u−1}, where R_u
-is the mean return of the episodes that finished in rollout u (carried forward when none
-did). No reward is given before the first episode has finished (R is a 0 placeholder until
-then), nor a non-finite one. The bandit normalises rewards into [0, 1] by the range seen so
+previous update is rewarded with the return improvement it led to, R_u − R_prev, where R_u
+is the mean return of the episodes that finished in rollout u and R_prev that of the latest
+earlier rollout that finished any. Both must come from finished episodes: a rollout that
+finished none gives no reward and no pull (its carried-forward return would make the
+improvement exactly 0), nor does a non-finite improvement. The bandit normalises rewards into [0, 1] by the range seen so
 far (see :mod:`jaxpo.bandit`). The UCB1 arm then sets ε of this update's ratio clip (and of
 the value clip). With a single candidate it is PPO with that ε.
 """
@@ -86,8 +87,9 @@ def clip_bandit(config: Config, hparams: AdaptivePPOHParams, networks: Networks)
         seen = jnp.logical_or(state["seen"], data.episodes > 0)
         improvement = ret - state["last_return"]
         # Reward only real improvements: both returns from finished episodes (not the 0
-        # placeholder before the first one) and finite.
-        real = state["seen"] & jnp.isfinite(improvement)
+        # placeholder before the first one, nor a return carried over a rollout that
+        # finished none) and finite.
+        real = state["seen"] & (data.episodes > 0) & jnp.isfinite(improvement)
         rewarded = ucb_observe(state["bandit"], state["arm"], improvement)
         bandit = jax.tree.map(lambda new, old: jnp.where(real, new, old), rewarded, state["bandit"])
         arm = ucb_select(bandit, hparams.ucb_coef)

@@ -8,30 +8,37 @@ from ..hparams import Spec, specs
 from ..registry import ALGORITHMS
 
 
-def hparam_rows(algos: Iterable[str] | None = None) -> list[tuple[str, Spec, dict[str, float]]]:
+def hparam_rows(algos: Iterable[str] | None = None) -> list[tuple[str, Spec, dict[str, str]]]:
     """``(name, spec, {algo: default})`` of every traced hparam, in declaration order.
 
     Algorithms share a row when they share the declaration (the same range and meaning);
     a name declared twice with different meanings (``kl_coef``) gets a row per meaning.
+    A default reads ``"0.01"``, or ``"0.01 (continuous actions: 0)"`` where it differs.
     """
-    rows: dict[tuple[str, Spec], dict[str, float]] = {}
+    rows: dict[tuple[str, Spec], dict[str, str]] = {}
     for name in algos if algos is not None else ALGORITHMS:
         for field, spec in specs(ALGORITHMS[name].hparams_cls).items():
-            rows.setdefault((field, spec._replace(default=0.0)), {})[name] = spec.default
+            key = (field, spec._replace(default=0.0, continuous=None))
+            rows.setdefault(key, {})[name] = default_text(spec)
     return [(field, spec, values) for (field, spec), values in rows.items()]
 
 
-def describe_defaults(values: dict[str, float]) -> str:
+def default_text(spec: Spec) -> str:
+    """A spec's default, with its continuous-action default where that differs."""
+    text = f"{spec.default:g}"
+    if spec.continuous is not None and spec.continuous != spec.default:
+        text += f" (continuous actions: {spec.continuous:g})"
+    return text
+
+
+def describe_defaults(values: dict[str, str]) -> str:
     """``"0.99"``, or the most common default then the others by algorithm."""
-    by_value: dict[float, list[str]] = {}
+    by_value: dict[str, list[str]] = {}
     for algo, value in values.items():
         by_value.setdefault(value, []).append(algo)
     ordered = sorted(by_value.items(), key=lambda item: -len(item[1]))
     first, *others = ordered
-    text = f"{first[0]:g}"
-    if others:
-        text += "".join(f"; {', '.join(algos)}: {value:g}" for value, algos in others)
-    return text
+    return first[0] + "".join(f"; {', '.join(algos)}: {value}" for value, algos in others)
 
 
 def hparam_table(algos: Iterable[str] | None = None) -> str:
