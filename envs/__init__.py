@@ -1,7 +1,8 @@
 """Uniform functional environments (installed as ``jaxpo.envs``).
 
 Env ids are ``backend:name``: ``gymnax:CartPole-v1``, ``gymnax:Breakout-MinAtar``,
-``brax:hopper`` (brax backend chosen separately, ``spring`` by default), ``probe:delayed``.
+``brax:hopper`` (brax backend chosen separately, ``spring`` by default), ``probe:delayed``,
+``probe:tabular`` (a random tabular MDP with exact oracles, :mod:`.tabular`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .brax_adapter import UNSUPPORTED as BRAX_UNSUPPORTED
 from .core import Box, Discrete, Environment, TimeStep, Wrapper
 from .gymnax_adapter import GymnaxEnv
 from .probes import PROBES, ProbeEnv
+from .tabular import TABULAR, TabularEnv
 from .wrappers import ClipAction, EpisodeStatistics, NormalizeObservation, RunningStats, VecEnv
 
 BACKEND_NAMES = ("gymnax", "brax", "probe", "custom")
@@ -66,7 +68,7 @@ def list_env_ids() -> list[str]:
     return (
         [f"gymnax:{n}" for n in gymnax.registered_envs]
         + [f"brax:{n}" for n in brax_env_names()]
-        + [f"probe:{n}" for n in PROBES]
+        + [f"probe:{n}" for n in PROBES + TABULAR]
         + [f"custom:{n}" for n in CUSTOM]
     )
 
@@ -86,7 +88,7 @@ def check_env_id(env_id: str) -> None:
             raise ValueError(f"env_id={env_id!r} is not supported: {BRAX_UNSUPPORTED[name]}")
         known = brax_env_names()
     elif backend == "probe":
-        known = list(PROBES)
+        known = list(PROBES + TABULAR)
     else:
         known = list(CUSTOM)
     if name not in known:
@@ -111,6 +113,8 @@ def make(env_id: str, brax_backend: str = DEFAULT_BACKEND) -> Environment:
     if backend == "custom":
         check_env_id(env_id)
         return CUSTOM[name]()
+    if name in TABULAR:
+        return TabularEnv()
     return ProbeEnv(name)
 
 
@@ -136,6 +140,7 @@ __all__ = [
     "BRAX_UNSUPPORTED",
     "DEFAULT_BACKEND",
     "PROBES",
+    "TABULAR",
     "Box",
     "BraxEnv",
     "ClipAction",
@@ -146,6 +151,7 @@ __all__ = [
     "NormalizeObservation",
     "ProbeEnv",
     "RunningStats",
+    "TabularEnv",
     "TimeStep",
     "VecEnv",
     "Wrapper",

@@ -174,8 +174,10 @@ def scalar_names(cls: type) -> list[str]:
 
 
 def defaults(cls: type, continuous: bool = False) -> dict[str, float]:
-    """``{name: default}`` of every scalar hparam of ``cls`` (for a continuous action space
-    if ``continuous``)."""
+    """``{name: default}`` of every scalar hparam of ``cls``.
+
+    ``continuous``: the defaults for a continuous action space.
+    """
     return {
         name: spec.continuous if continuous and spec.continuous is not None else spec.default
         for name, spec in specs(cls).items()

@@ -1,6 +1,9 @@
-"""Group-relative losses (GRPO, TIC-GRPO, k3 KL) and asymmetric ppo_clip against NumPy."""
+"""Group-relative losses (GRPO, TIC-GRPO, k3 KL), their lower-clip switch and ratio metrics,
+and asymmetric ppo_clip against NumPy."""
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxpo import losses
+from jaxpo.losses import group
 
 # Jitted once each (every argument traced but the static group size) so the tests stay fast.
 group_advantages = jax.jit(losses.group_advantages, static_argnums=1)
@@ -387,3 +391,175 @@ def test_ppo_clip_asymmetric_matches_numpy(eps_low, eps_high):
     np.testing.assert_allclose(
         got, np_ppo_clip(lp, old, adv, eps_low, eps_high), rtol=1e-5, atol=1e-6
     )
+
+
+# --------------------------------------------------------------------------- lower clip switch
+
+
+def np_grpo_loss_and_grad(lp, old, adv, mask, eps_low, eps_high, lower_clip):
+    """Per-trajectory loss ``[n]`` and its gradient in the log-probs ``[n, H]``, by hand."""
+    r = np.exp(np.float64(lp) - np.float64(old))
+    a = np.float64(adv)[:, None]
+    low = 1 - eps_low if lower_clip else -np.inf
+    clipped = np.clip(r, low, 1 + eps_high)
+    per_step = -np.minimum(r * a, clipped * a)
+    # the unclipped branch carries the gradient −r·Â, the clipped one none
+    frozen = ((a > 0) & (r > 1 + eps_high)) | ((a < 0) & (r < low))
+    length = mask.sum(1, keepdims=True)
+    loss = np.where(mask > 0, per_step, 0.0).sum(1) / length[:, 0]
+    grad = np.where((mask > 0) & ~frozen, -r * a, 0.0) / length
+    return loss, grad
+
+
+def np_tic_loss_and_grad(lp, old, adv, mask, eps_low, eps_high, lower_clip):
+    log_w = np.sum(np.where(mask > 0, np.float64(lp) - np.float64(old), 0.0), axis=1)
+    w, a = np.exp(log_w), np.float64(adv)
+    low = 1 - eps_low if lower_clip else -np.inf
+    loss = -np.minimum(w * a, np.clip(w, low, 1 + eps_high) * a)
+    frozen = ((a > 0) & (w > 1 + eps_high)) | ((a < 0) & (w < low))
+    d_log_w = np.where(frozen, 0.0, -w * a)
+    return loss, d_log_w[:, None] * mask, w
+
+
+def lower_clip_fns(surrogate):
+    """The jitted surrogate with the lower clip on and off, and their gradients."""
+    on = jax.jit(functools.partial(surrogate, lower_clip=True))
+    off = jax.jit(functools.partial(surrogate, lower_clip=False))
+    grads = [jax.jit(jax.grad(lambda x, *a, f=f: f(x, *a).sum())) for f in (on, off)]
+    return on, off, *grads
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_grpo_lower_clip_off_changes_exactly_the_steps_below_with_negative_advantage(seed):
+    lp, old, adv, mask = random_trajectories(seed, spread=0.5)
+    on, off, grad_on, grad_off = lower_clip_fns(losses.grpo_surrogate)
+    args = (old, adv, mask, CLIP_LOW, CLIP_HIGH)
+    r = np.exp(np.float64(lp) - np.float64(old))
+    changed = (mask > 0) & (r < 1 - CLIP_LOW) & (adv[:, None] < 0)
+    below_positive = (mask > 0) & (r < 1 - CLIP_LOW) & (adv[:, None] > 0)
+    assert changed.any() and below_positive.any() and (~changed & (mask > 0)).any()
+    for lower_clip, loss_fn, grad_fn in ((True, on, grad_on), (False, off, grad_off)):
+        want_loss, want_grad = np_grpo_loss_and_grad(
+            lp, old, adv, mask, CLIP_LOW, CLIP_HIGH, lower_clip
+        )
+        np.testing.assert_allclose(loss_fn(lp, *args), want_loss, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(grad_fn(lp, *args), want_grad, rtol=1e-5, atol=1e-6)
+    # on is today's two-sided loss, bit for bit
+    np.testing.assert_array_equal(on(lp, *args), grpo_surrogate(lp, *args))
+    # off moves exactly the changed steps (and the losses of their trajectories) ...
+    g_on, g_off = np.asarray(grad_on(lp, *args)), np.asarray(grad_off(lp, *args))
+    np.testing.assert_array_equal(g_on[changed], 0.0)
+    assert (g_off[changed] > 0).all()  # −r·Â/L > 0: the step's probability is pushed down
+    np.testing.assert_array_equal(g_off[~changed], g_on[~changed])
+    touched = changed.any(1)
+    l_on, l_off = np.asarray(on(lp, *args)), np.asarray(off(lp, *args))
+    np.testing.assert_array_equal(l_off[~touched], l_on[~touched])
+    assert (l_off[touched] < l_on[touched]).all()  # −r·Â < −(1−ε)·Â when r < 1−ε, Â < 0
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_tic_grpo_lower_clip_off_changes_exactly_the_trajectories_below(seed):
+    lp, old, adv, mask = random_trajectories(seed + 10, spread=0.3)
+    on, off, grad_on, grad_off = lower_clip_fns(losses.tic_grpo_surrogate)
+    args = (old, adv, mask, CLIP_LOW, CLIP_HIGH)
+    results = {}
+    for lower_clip, loss_fn, grad_fn in ((True, on, grad_on), (False, off, grad_off)):
+        want_loss, want_grad, w = np_tic_loss_and_grad(
+            lp, old, adv, mask, CLIP_LOW, CLIP_HIGH, lower_clip
+        )
+        got_loss, got_grad = np.asarray(loss_fn(lp, *args)), np.asarray(grad_fn(lp, *args))
+        np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-6)
+        results[lower_clip] = got_loss, got_grad
+    changed = (w < 1 - CLIP_LOW) & (adv < 0)
+    assert changed.any() and ((w < 1 - CLIP_LOW) & (adv > 0)).any() and (~changed).any()
+    (l_on, g_on), (l_off, g_off) = results[True], results[False]
+    np.testing.assert_array_equal(l_on, tic_grpo_surrogate(lp, *args))  # today's numbers
+    np.testing.assert_array_equal(l_off[~changed], l_on[~changed])
+    np.testing.assert_array_equal(g_off[~changed], g_on[~changed])
+    assert (l_off[changed] < l_on[changed]).all()
+    np.testing.assert_array_equal(g_on[changed], 0.0)
+    valid_changed = changed[:, None] & (mask > 0)
+    assert (g_off[valid_changed] > 0).all()
+
+
+def test_lower_clip_must_be_a_static_bool():
+    lp, old, adv, mask = random_trajectories(0, n=4)
+    for surrogate in (losses.grpo_surrogate, losses.tic_grpo_surrogate):
+        with pytest.raises(TypeError, match="lower_clip must be a static Python bool"):
+            surrogate(lp, old, adv, mask, CLIP_LOW, CLIP_HIGH, jnp.bool_(False))
+
+
+# --------------------------------------------------------------------------- ratio metrics
+
+#: Per-step ratios of a hand-built batch: 4 trajectories (lengths 3, 2, 1, 3) and one with no
+#: valid step. With ε_low = 0.2, ε_high = 0.28 the steps 1.5, 0.5, 0.7 and 1.3 are clipped
+#: (1.5 and 1.3 from above); the trajectory ratios are 0.75, 0.99, 0.7 and 1.56.
+HAND_RATIOS = np.array(
+    [[1.5, 1.0, 0.5], [0.9, 1.1, 1.0], [0.7, 1.0, 1.0], [1.0, 1.3, 1.2], [1.0, 1.0, 1.0]]
+)
+HAND_MASK = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 0, 0]], np.float32)
+
+
+def hand_batch(seed=0):
+    """``(log_prob, old_log_prob)`` with ``HAND_RATIOS`` at the valid steps, garbage elsewhere."""
+    old = np.random.default_rng(seed).normal(-1.0, 0.5, HAND_RATIOS.shape).astype(np.float32)
+    lp = (old + np.log(HAND_RATIOS)).astype(np.float32)
+    return with_garbage(lp, HAND_MASK, seed + 1), with_garbage(old, HAND_MASK, seed + 2)
+
+
+def np_ess(r):
+    r = np.float64(r)
+    return r.sum() ** 2 / (r.size * np.square(r).sum())
+
+
+@pytest.mark.parametrize("lower_clip", [True, False])
+def test_grpo_ratio_metrics_on_a_hand_built_batch(lower_clip):
+    lp, old = hand_batch()
+    metrics = jax.jit(functools.partial(group.grpo_ratio_metrics, lower_clip=lower_clip))
+    got = {k: float(v) for k, v in metrics(lp, old, HAND_MASK, CLIP_LOW, CLIP_HIGH).items()}
+    steps = HAND_RATIOS[HAND_MASK > 0]  # the 9 valid steps
+    # clipped: 1.5, 0.5, 0.7, 1.3 of 9 steps; only 1.5, 1.3 with the lower clip off
+    assert got["clip_frac"] == pytest.approx(4 / 9 if lower_clip else 2 / 9, abs=1e-7)
+    assert got["ess_frac"] == pytest.approx(np_ess(steps), rel=1e-5)
+    assert np_ess(steps) < 0.95  # the padded steps (ratio 1 if counted) would raise it
+
+
+@pytest.mark.parametrize("lower_clip", [True, False])
+def test_tic_grpo_ratio_metrics_on_a_hand_built_batch(lower_clip):
+    lp, old = hand_batch()
+    metrics = jax.jit(functools.partial(group.tic_grpo_ratio_metrics, lower_clip=lower_clip))
+    got = {k: float(v) for k, v in metrics(lp, old, HAND_MASK, CLIP_LOW, CLIP_HIGH).items()}
+    w = np.prod(np.where(HAND_MASK > 0, HAND_RATIOS, 1.0), axis=1)[:4]  # the empty one is out
+    np.testing.assert_allclose(w, [0.75, 0.99, 0.7, 1.56], rtol=1e-12)
+    # clipped: 0.75, 0.7 (below 0.8) and 1.56 (above 1.28) of 4 trajectories
+    assert got["clip_frac"] == pytest.approx(3 / 4 if lower_clip else 1 / 4, abs=1e-7)
+    assert got["ess_frac"] == pytest.approx(np_ess(w), rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_ratio_metrics_match_numpy_on_random_trajectories(seed):
+    lp, old, _, mask = random_trajectories(seed, spread=0.4)
+    valid = mask > 0
+    r = np.exp(np.float64(lp) - np.float64(old))[valid]
+    w = np.exp(np.sum(np.where(valid, np.float64(lp) - np.float64(old), 0.0), axis=1))
+    dirty_lp, dirty_old = with_garbage(lp, mask, 3), with_garbage(old, mask, 4)
+    for lower_clip in (True, False):
+        low = 1 - CLIP_LOW if lower_clip else -np.inf
+        expected = {
+            group.grpo_ratio_metrics: (np.mean((r < low) | (r > 1 + CLIP_HIGH)), np_ess(r)),
+            group.tic_grpo_ratio_metrics: (np.mean((w < low) | (w > 1 + CLIP_HIGH)), np_ess(w)),
+        }
+        for fn, (clip_frac, ess) in expected.items():
+            got = fn(dirty_lp, dirty_old, mask, CLIP_LOW, CLIP_HIGH, lower_clip)
+            assert 0 < clip_frac < 1
+            np.testing.assert_allclose(got["clip_frac"], clip_frac, atol=1e-6)
+            np.testing.assert_allclose(got["ess_frac"], ess, rtol=1e-5)
+
+
+def test_ratio_metrics_without_valid_entries_and_at_ratio_one():
+    none = group.ratio_metrics(np.full(5, np.nan, np.float32), np.zeros(5), CLIP_LOW, CLIP_HIGH)
+    assert float(none["clip_frac"]) == 0.0 and float(none["ess_frac"]) == 1.0
+    ones = group.ratio_metrics(np.zeros((3, 4), np.float32), np.ones((3, 4)), CLIP_LOW, CLIP_HIGH)
+    assert float(ones["clip_frac"]) == 0.0
+    np.testing.assert_allclose(ones["ess_frac"], 1.0, rtol=1e-6)

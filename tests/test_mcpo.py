@@ -15,11 +15,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import KINDS, init_params, random_batch, tiny_actor, tiny_config, tiny_networks
+from helpers import (
+    KINDS,
+    init_params,
+    random_batch,
+    tiny_actor,
+    tiny_config,
+    tiny_networks,
+    to_numpy,
+)
 from rule_helpers import cheap_jit
 from sweeps import sweep_twice_and_alone
 
-from jaxpo import default_hparams, make_train, sweep
+from jaxpo import Config, default_hparams, make_train, sweep
 from jaxpo.algos import ALGORITHMS, MCPOHParams, PPOKLHParams
 from jaxpo.algos.actor_critic import normalize
 from jaxpo.algos.mcpo import (
@@ -32,6 +40,7 @@ from jaxpo.algos.mcpo import (
 from jaxpo.algos.ppo_kl import make_ppo_kl_adaptation
 from jaxpo.losses import kl_divergence, mcpo, ppo_kl
 from jaxpo.networks import distribution
+from jaxpo.train import make_trainer
 
 # The rule tests' networks are helpers.tiny_networks(kind): an (8, 8) actor, an (8,) critic.
 N_SLOTS = 4
@@ -538,7 +547,8 @@ def test_write_slot_replacing_the_closest():
 @pytest.mark.parametrize(("replace", "slot"), [("oldest", 0), ("closest", 1)])
 def test_finish_writes_pi_old_into_the_slot_memory_replace_picks(replace, slot):
     """A full memory: slot 0 is the oldest, slot 1 the closest to π_old; ``finish`` writes
-    π_old (the pre-update parameters) there and leaves the other slots alone."""
+    π_old (the pre-update parameters) there and leaves the other slots alone, unless ψ beat
+    π_old in this update."""
     kind = "categorical"
     params = init_params(kind, seed=3)
     new = {**params, "actor": perturb(params["actor"], 4, 0.1)}
@@ -549,7 +559,14 @@ def test_finish_writes_pi_old_into_the_slot_memory_replace_picks(replace, slot):
     state = with_memory(rule.init(params)["algo"], memory, [True] * N_SLOTS, [5, 1, 2, 3])
     state, prepared = adaptation.prepare(params, state, batch)
     state = state._replace(slot_kl=jnp.array([0.3, 0.05, 0.2, 0.4]))  # all above 0.01
-    state, metrics = adaptation.finish(state, params, new, prepared)
+    beaten, metrics = adaptation.finish(
+        state._replace(virtual_better=jnp.bool_(True)), params, new, prepared
+    )
+    assert float(metrics["memory_write"]) == 0.0  # ψ beat π_old: not remembered
+    assert_tree_close(beaten.memory, memory, rtol=0, atol=0)
+    state, metrics = adaptation.finish(
+        state._replace(virtual_better=jnp.bool_(False)), params, new, prepared
+    )
     assert float(metrics["memory_write"]) == 1.0
     for i in range(N_SLOTS):
         want = params["actor"] if i == slot else jax.tree.map(lambda m, i=i: m[i], memory)
@@ -596,22 +613,24 @@ def test_run_never_writes_with_a_huge_threshold(runs):
 
 
 def test_run_writes_every_update_with_a_zero_threshold(runs):
-    """Every update writes except the first: its π_old is the initial policy, which slot 0
-    already holds (KL exactly 0, not > 0). The memory fills 1, 2, …, N, then rotates."""
+    """Every update writes except the first (its π_old is the initial policy, which slot 0
+    already holds: KL exactly 0, not > 0) and those where ψ beat π_old (a beaten π_old is
+    not remembered). The memory fills up to N, then rotates."""
     m = jax.tree.map(lambda x: x[1], runs["swept"])  # write_threshold = 0
-    n, u = RUN_CONFIG.memory_size, RUN_CONFIG.num_updates
-    want_write = np.ones((SEEDS, u))
+    n = RUN_CONFIG.memory_size
+    want_write = 1.0 - m["beta_low_chosen"]
     want_write[:, 0] = 0.0
+    assert want_write.sum() >= 1  # the run does write
     np.testing.assert_array_equal(m["memory_write"], want_write)
-    want_filled = np.minimum(np.arange(1, u + 1), n)  # 1, 2, 3, 3, 3
-    np.testing.assert_array_equal(m["memory_filled"], np.broadcast_to(want_filled, (SEEDS, u)))
+    want_filled = np.minimum(1 + np.cumsum(want_write, axis=1), n)
+    np.testing.assert_array_equal(m["memory_filled"], want_filled)
     for name in ("beta", "kl", "kl_virtual", "virtual_gain", "attention_entropy"):
         assert np.all(np.isfinite(m[name])), name
-    # the attention spreads over the slots filled when the update began: 1, 1, 2, 3, 3
-    before = np.concatenate([[1], want_filled[:-1]])
+    # the attention spreads over the slots filled when the update began
+    before = np.concatenate([np.ones((SEEDS, 1)), want_filled[:, :-1]], axis=1)
     entropy = m["attention_entropy"]
-    np.testing.assert_array_equal(entropy[:, before == 1], 0.0)
-    assert np.all(entropy[:, before > 1] > 0)
+    np.testing.assert_array_equal(entropy[before == 1], 0.0)
+    assert np.all(entropy[before > 1] > 0)
     assert np.all(entropy <= np.log(before) + 1e-5)
     hp = default_hparams(RUN_CONFIG)
     assert np.all(np.isin(m["beta"], [np.float32(hp.beta_high), np.float32(hp.beta_low)]))
@@ -649,3 +668,77 @@ def test_bad_hparams(field, value):
 def test_bad_memory_config(field, value):
     with pytest.raises(ValueError, match=field):
         make_train(RUN_CONFIG.replace(**{field: value}))
+
+
+# ------------------------------------------------------- the mechanism at work: a poor π_old
+
+#: 30 updates of 512 CartPole steps leave a policy (returns ~50) and a full memory of the
+#: policies before it; then π_old is made poor by negating the actor's output layer.
+POOR_CONFIG = Config(
+    algo="mcpo",
+    num_envs=4,
+    num_steps=128,
+    memory_size=4,
+    hidden_sizes=(32, 32),
+    total_timesteps=512 * 40,
+)
+
+
+def negated_output_layer(actor: Any) -> Any:
+    """The actor with its last layer negated: logits −z, so it prefers what it avoided."""
+    inner = actor["params"]
+    last = sorted(inner)[-1]
+    return {"params": {**inner, last: jax.tree.map(jnp.negative, inner[last])}}
+
+
+@pytest.fixture(scope="module")
+def poor_and_good():
+    """10 updates' metrics from the trained state (good), from it with a poor π_old, and from
+    a run trained with ``attention_lr = 0`` (weights uniform throughout) made poor alike."""
+    trainer = make_trainer(POOR_CONFIG)
+    run = jax.jit(trainer.run, static_argnums=2)
+    init = jax.jit(trainer.init)
+
+    def trained(hparams):
+        state = init(jax.random.key(0), hparams)
+        for _ in range(3):
+            state = run(state, hparams, 10).state
+        return state
+
+    def made_poor(state):
+        actor = negated_output_layer(state.params["actor"])
+        return state.replace(params={**state.params, "actor": actor})
+
+    hparams = default_hparams(POOR_CONFIG)
+    uniform = hparams.set(attention_lr=0.0)
+    state = trained(hparams)
+    return {
+        "good": to_numpy(run(state, hparams, 10).metrics),
+        "poor": to_numpy(run(made_poor(state), hparams, 10).metrics),
+        "poor_uniform": to_numpy(run(made_poor(trained(uniform)), uniform, 10).metrics),
+    }
+
+
+def test_a_poor_pi_old_switches_to_the_virtual_policy(poor_and_good):
+    """Measured: the poor π_old's first update has ψ's gain 0.139 > 0 and KL(π_ψ‖π_old)
+    0.44 (against −0.024 and 0.008 for the good π_old), so β drops to β_low, and stays
+    there for all 10 updates (still 0.24 from ψ at the tenth); the poor policies are never
+    written to the memory. From the good π_old β stays high."""
+    good, poor = poor_and_good["good"], poor_and_good["poor"]
+    assert good["memory_filled"][0] == POOR_CONFIG.memory_size
+    assert good["beta_low_chosen"][0] == 0.0 and good["virtual_gain"][0] < 0
+    assert poor["beta_low_chosen"][0] == 1.0 and poor["virtual_gain"][0] > 0
+    assert float(poor["beta"][0]) == pytest.approx(0.5)
+    assert poor["kl_virtual_old"][0] > 10 * good["kl_virtual_old"][0]
+    assert poor["beta_low_chosen"].mean() >= 0.8 and good["beta_low_chosen"].mean() == 0.0
+    assert poor["memory_write"].sum() == 0.0
+
+
+def test_a_poor_pi_old_moves_the_attention_off_uniform(poor_and_good):
+    """The attention steps of that update move the weights well off uniform (entropy 0.85
+    against ln 4 = 1.386 measured); trained with ``attention_lr = 0`` they stay uniform."""
+    uniform = math.log(POOR_CONFIG.memory_size)
+    assert poor_and_good["poor"]["attention_entropy"][0] < uniform - 0.2
+    np.testing.assert_allclose(
+        poor_and_good["poor_uniform"]["attention_entropy"], uniform, rtol=1e-5
+    )

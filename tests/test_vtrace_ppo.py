@@ -10,11 +10,11 @@ import pytest
 from helpers import OBS_DIM, init_params, tiny_config, tiny_networks
 
 from jaxpo import Config, default_hparams, make_train
-from jaxpo.registry import lookup
 from jaxpo.advantages import vtrace
 from jaxpo.algos.actor_critic import make_vtrace_relabel
 from jaxpo.batches import RolloutData, SampleBatch
 from jaxpo.networks import distribution, make_networks
+from jaxpo.registry import lookup
 from jaxpo.train import make_env
 
 CONFIG = tiny_config(updates=3, update_epochs=1)

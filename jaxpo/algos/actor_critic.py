@@ -59,9 +59,7 @@ class ActorCriticConfig(AlgoConfig):
 class ActorCriticHParams(HParams):
     """Traced coefficients every first-order actor-critic algorithm has."""
 
-    ent_coef: jax.Array = hparam(
-        0.01, "entropy bonus coefficient c_e", ge=0.0, continuous=0.0
-    )
+    ent_coef: jax.Array = hparam(0.01, "entropy bonus coefficient c_e", ge=0.0, continuous=0.0)
     vf_coef: jax.Array = hparam(0.5, "value-loss coefficient c_v", ge=0.0)
     vtrace_rho_bar: jax.Array = hparam(
         1.0, "V-trace's ρ̄: clip of the importance weights (advantage='vtrace')", gt=0.0

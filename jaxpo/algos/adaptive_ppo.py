@@ -5,9 +5,9 @@ previous update is rewarded with the return improvement it led to, R_u − R_pre
 is the mean return of the episodes that finished in rollout u and R_prev that of the latest
 earlier rollout that finished any. Both must come from finished episodes: a rollout that
 finished none gives no reward and no pull (its carried-forward return would make the
-improvement exactly 0), nor does a non-finite improvement. The bandit normalises rewards into [0, 1] by the range seen so
-far (see :mod:`jaxpo.bandit`). The UCB1 arm then sets ε of this update's ratio clip (and of
-the value clip). With a single candidate it is PPO with that ε.
+improvement exactly 0), nor does a non-finite improvement. The bandit normalises rewards
+into [0, 1] by the range seen so far (see :mod:`jaxpo.bandit`). The UCB1 arm then sets ε of
+this update's ratio clip (and of the value clip). With a single candidate it is PPO with that ε.
 """
 
 from __future__ import annotations

@@ -10,7 +10,15 @@ L = mean_i surrogate_i + β·mean_i mean_t k3(π_θ, π_ref) − c_e·H,
 where GRPO's surrogate averages per-step clipped ratios over a trajectory's steps and
 TIC-GRPO's clips one trajectory-level ratio (see :mod:`jaxpo.losses.group`). The reference
 policy π_ref of the k3 KL penalty is the initial policy, or the current one every
-``ref_update_interval`` updates; it is algorithm state.
+``ref_update_interval`` updates; it is algorithm state. ``lower_clip=False`` (static) drops the
+lower clip 1 − ε_low of the clipped ratio, leaving TIC-GRPO's upper clip only.
+
+Each update reports, averaged over its minibatch steps: ``policy_loss``, ``kl_ref``,
+``entropy``; ``approx_kl``, the mean of (r_t − 1) − log r_t over the valid steps (per-step
+ratios, for both algorithms); and, of the ratio the algorithm clips (GRPO: the per-step r_t
+over the valid steps; TIC-GRPO: the trajectory ratio w over the trajectories), ``clip_frac``,
+the share outside the clip range, and ``ess_frac``, the effective sample size of those ratios
+over their number (see :func:`jaxpo.losses.group.ratio_metrics`).
 """
 
 from __future__ import annotations
@@ -27,14 +35,25 @@ from ..batches import TrajectoryBatch
 from ..collect import TRAJECTORIES
 from ..config import AlgoConfig, Config, positive_int
 from ..hparams import HParams, hparam
-from ..losses.group import grpo_surrogate, k3_kl, masked_trajectory_mean, tic_grpo_surrogate
+from ..losses.group import (
+    grpo_ratio_metrics,
+    grpo_surrogate,
+    k3_kl,
+    masked_trajectory_mean,
+    tic_grpo_ratio_metrics,
+    tic_grpo_surrogate,
+)
 from ..losses.health import approx_kl
 from ..networks import Networks, distribution
 from .base import Algorithm, LossFn, MakeLoss, UpdateRule, register
 from .first_order import Adaptation, make_first_order_rule
 
-#: ``(log_prob, old_log_prob, advantages, mask, clip_eps, clip_eps_high) -> [n]``.
+#: ``(log_prob, old_log_prob, advantages, mask, clip_eps, clip_eps_high, lower_clip) -> [n]``.
 Surrogate = Callable[..., jax.Array]
+
+#: ``(log_prob, old_log_prob, mask, clip_eps, clip_eps_high, lower_clip) -> {"clip_frac",
+#: "ess_frac"}`` of the ratio the matching :data:`Surrogate` clips.
+RatioMetrics = Callable[..., dict[str, jax.Array]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +66,15 @@ class GRPOConfig(AlgoConfig):
             ``num_steps`` is the horizon.
         ref_update_interval: the reference policy (for the k3 KL penalty) becomes the
             current policy every this many updates; 0 keeps the initial policy.
+        lower_clip: clip the ratio from below at 1 − ε_low (``clip_eps``) as well as from
+            above at 1 + ε_high; ``False`` clips it from above only, ``min(r, 1 + ε_high)``,
+            as TIC-GRPO is stated (it applies to GRPO's per-step ratios too). Off, it changes
+            only samples with r < 1 − ε_low and Â < 0, which then keep their gradient.
     """
 
     group_size: int = 8
     ref_update_interval: int = 0
+    lower_clip: bool = True
 
     CONFIG_DEFAULTS: ClassVar = {
         "num_envs": 32,
@@ -64,6 +88,8 @@ class GRPOConfig(AlgoConfig):
         """Checks the groups and the trajectory batch (minibatches are sets of trajectories)."""
         positive_int("group_size", self.group_size, minimum=2)
         positive_int("ref_update_interval", self.ref_update_interval, minimum=0)
+        if not isinstance(self.lower_clip, bool):
+            raise ValueError(f"lower_clip must be a bool, got {self.lower_clip!r}")
         if config.num_envs % self.group_size:
             raise ValueError(
                 f"group_size={self.group_size} does not divide num_envs={config.num_envs} "
@@ -146,8 +172,11 @@ def reference_policy(config: Config, hparams: GRPOHParams, networks: Networks) -
     )
 
 
-def make_group_loss(surrogate: Surrogate) -> MakeLoss:
-    """The loss builder of a grouped algorithm with the given trajectory surrogate."""
+def make_group_loss(surrogate: Surrogate, ratio_metrics: RatioMetrics) -> MakeLoss:
+    """The loss builder of a grouped algorithm with the given trajectory surrogate.
+
+    ``ratio_metrics`` gives ``clip_frac`` and ``ess_frac`` of the ratio ``surrogate`` clips.
+    """
 
     def make_loss(config: Config, hparams: GRPOHParams, networks: Networks) -> LossFn:
         """mean_i surrogate_i + β·mean_i mean_t k3(π_θ, π_ref) − c_e·H on whole trajectories."""
@@ -156,14 +185,8 @@ def make_group_loss(surrogate: Surrogate) -> MakeLoss:
             dist = distribution(networks.actor.apply(params["actor"], mb.obs))
             log_prob = dist.log_prob(mb.action)
             mask = mb.mask
-            policy_loss = surrogate(
-                log_prob,
-                mb.log_prob,
-                mb.advantages,
-                mask,
-                hparams.clip_eps,
-                hparams.clip_eps_high,
-            ).mean()
+            clip = (hparams.clip_eps, hparams.clip_eps_high, config.lower_clip)
+            policy_loss = surrogate(log_prob, mb.log_prob, mb.advantages, mask, *clip).mean()
             kl_ref = masked_trajectory_mean(k3_kl(log_prob, mb.extras["ref_log_prob"]), mask)
             entropy = masked_trajectory_mean(dist.entropy(), mask).mean()
             loss = policy_loss + hparams.kl_coef * kl_ref.mean() - hparams.ent_coef * entropy
@@ -174,6 +197,7 @@ def make_group_loss(surrogate: Surrogate) -> MakeLoss:
                 "kl_ref": kl_ref.mean(),
                 "entropy": entropy,
                 "approx_kl": approx_kl(log_ratio) * mask.size / jnp.maximum(mask.sum(), 1.0),
+                **ratio_metrics(jax.lax.stop_gradient(log_prob), mb.log_prob, mask, *clip),
             }
 
         return loss_fn
@@ -181,9 +205,17 @@ def make_group_loss(surrogate: Surrogate) -> MakeLoss:
     return make_loss
 
 
-def group_algorithm(name: str, hparams_cls: type[GRPOHParams], surrogate: Surrogate) -> Algorithm:
-    """A grouped :class:`~jaxpo.algos.base.Algorithm` with the given trajectory surrogate."""
-    make_loss = make_group_loss(surrogate)
+def group_algorithm(
+    name: str,
+    hparams_cls: type[GRPOHParams],
+    surrogate: Surrogate,
+    ratio_metrics: RatioMetrics,
+) -> Algorithm:
+    """A grouped :class:`~jaxpo.algos.base.Algorithm` with the given trajectory surrogate.
+
+    ``ratio_metrics`` reports ``clip_frac`` and ``ess_frac`` of the ratio ``surrogate`` clips.
+    """
+    make_loss = make_group_loss(surrogate, ratio_metrics)
 
     def make_update_rule(config: Config, hparams: GRPOHParams, networks: Networks) -> UpdateRule:
         loss_fn = make_loss(config, hparams, networks)
@@ -201,13 +233,17 @@ def group_algorithm(name: str, hparams_cls: type[GRPOHParams], surrogate: Surrog
     )
 
 
-GRPO = register(group_algorithm("grpo", GRPOHParams, grpo_surrogate))
-TIC_GRPO = register(group_algorithm("tic_grpo", TICGRPOHParams, tic_grpo_surrogate))
+GRPO = register(group_algorithm("grpo", GRPOHParams, grpo_surrogate, grpo_ratio_metrics))
+TIC_GRPO = register(
+    group_algorithm("tic_grpo", TICGRPOHParams, tic_grpo_surrogate, tic_grpo_ratio_metrics)
+)
 
 __all__ = [
     "GRPO",
     "GRPOConfig",
     "GRPOHParams",
+    "RatioMetrics",
+    "Surrogate",
     "TICGRPOHParams",
     "TIC_GRPO",
     "group_algorithm",
