@@ -31,3 +31,15 @@ def test_pendulum_reaches_minus_400_by_5e5(algo):
     final = returns[:, -1]
     print(f"{algo} Pendulum at 5e5:", np.round(final))
     assert (final >= -400).sum() >= 6, final
+
+
+@pytest.mark.extended
+@pytest.mark.parametrize(
+    ("algo", "total"), [("ppo_kl", 2_000_000), ("mdpo", 1_000_000), ("mcpo", 2_000_000)]
+)
+def test_brax_inverted_pendulum_reaches_800_within_2e6(algo, total):
+    """About 4-6 minutes each on 2 CPU cores; the figures are in the README."""
+    _, returns = returns_at(algo, "brax:inverted_pendulum", total)
+    final = returns[:, -1]
+    print(f"{algo} inverted_pendulum at {total:.0e}:", np.round(final))
+    assert (final >= 800).sum() >= 6, final
