@@ -129,14 +129,14 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
     ),
     ("ppo_kl", "brax:inverted_pendulum"): (
         INVERTED_PENDULUM_2E6,
-        dict(learning_rate=3e-4, reward_scale=0.1, kl_target=0.01),
+        dict(learning_rate=1e-3, reward_scale=0.1, kl_target=0.01),
     ),
     ("mcpo", "brax:inverted_pendulum"): (
         INVERTED_PENDULUM_2E6,
         dict(learning_rate=3e-4, reward_scale=0.1, kl_coef=1.0),
     ),
     ("mdpo", "brax:inverted_pendulum"): (
-        dict(INVERTED_PENDULUM, update_epochs=10, num_minibatches=1),
+        dict(INVERTED_PENDULUM_2E6, update_epochs=10, num_minibatches=1),
         dict(learning_rate=1e-3, reward_scale=0.1),
     ),
 }
