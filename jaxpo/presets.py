@@ -45,7 +45,8 @@ PENALTY_PENDULUM = dict(
 
 #: brax's inverted pendulum (1000-step episodes): 16 × 128 steps, normalised observations,
 #: unclipped value loss. PPO's loop (10 epochs × 8 minibatches) is shared by PPO-KL and MCPO,
-#: which reach 800 later than PPO's 1e6 (experiments/results/presets_sweep.md).
+#: which are slower than PPO: their presets run 2e6 steps, and MCPO's (the best setting
+#: found) still ends below 800 in most seeds (experiments/results/presets_sweep.md).
 INVERTED_PENDULUM = dict(
     num_envs=16,
     num_steps=128,
