@@ -280,7 +280,7 @@ def virtual_case(kind, sign):
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_switching_beta_compares_the_gains(kind, sign):
     params, psi, batch, r = virtual_case(kind, sign)
-    hp = mcpo_hparams(beta_high=0.9, beta_low=0.2, attention_lr=0.05)
+    hp = mcpo_hparams(beta_high=0.9, beta_low=0.2, attention_lr=0.05, switch_margin=0.0)
     state0 = MCPO_RULE.init(kind, hp, params)["algo"]
     memory = stacked(*[psi] * N_SLOTS)
     state, _ = MCPO_RULE.prepare(kind, hp, params, with_memory(state0, memory, [1, 1, 0, 1]), batch)
@@ -294,9 +294,30 @@ def test_switching_beta_compares_the_gains(kind, sign):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_switch_margin_counts_standard_errors_of_the_gain_difference(kind):
+    """ψ wins only by more than ``switch_margin`` standard errors: with z = mean(d)/(std(d)/√n)
+    for d = (π_ψ/π_old − 1)·Â, computed here in float64 by a plain loop, a margin just
+    under z switches to β_low and one just over keeps β_high."""
+    params, psi, batch, r = virtual_case(kind, 1.0)
+    adv = np.asarray(normalize(jnp.asarray(batch.advantages)), np.float64)
+    d = [(ri - 1.0) * ai for ri, ai in zip(r, adv, strict=True)]
+    mean = sum(d) / len(d)
+    std = math.sqrt(sum((x - mean) ** 2 for x in d) / len(d))
+    z = mean / (std / math.sqrt(len(d)))
+    assert z > 1.0
+    memory = stacked(*[psi] * N_SLOTS)
+    betas = []
+    for margin in (0.98 * z, 1.02 * z):
+        hp = mcpo_hparams(beta_high=0.9, beta_low=0.2, switch_margin=margin)
+        state0 = with_memory(MCPO_RULE.init(kind, hp, params)["algo"], memory, [1, 1, 0, 1])
+        betas.append(float(MCPO_RULE.prepare(kind, hp, params, state0, batch)[0].beta))
+    assert betas == [np.float32(0.2), np.float32(0.9)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_switching_beta_when_psi_is_pi_old_is_a_tie(kind):
-    """ψ = π_old: its gain is mean(Â) up to rounding, so β is decided by rounding; then the
-    two KL terms coincide and β has no effect on the loss."""
+    """ψ = π_old: the gain difference is exactly 0, a tie, so β stays β_high (and the two KL
+    terms coincide, so β would have no effect on the loss anyway)."""
     params = init_params(kind, seed=8)
     batch = make_batch(kind, params, seed=9)
     hp = mcpo_hparams(beta_high=0.9, beta_low=0.2)
@@ -304,7 +325,7 @@ def test_switching_beta_when_psi_is_pi_old_is_a_tie(kind):
     state, prepared = MCPO_RULE.prepare(kind, hp, params, state0, batch)
     adv = np.asarray(normalize(jnp.asarray(batch.advantages)))
     np.testing.assert_allclose(state.virtual_gain, adv.mean(), atol=1e-6)
-    assert float(state.beta) in (np.float32(0.9), np.float32(0.2))
+    assert float(state.beta) == np.float32(0.9)
     theta = {**params, "actor": perturb(params["actor"], 1, 0.3)}
     losses = [
         float(MCPO_RULE.loss(kind, hp, theta, prepared, state._replace(beta=jnp.float32(b)))[0])
@@ -560,12 +581,12 @@ def test_finish_writes_pi_old_into_the_slot_memory_replace_picks(replace, slot):
     state, prepared = adaptation.prepare(params, state, batch)
     state = state._replace(slot_kl=jnp.array([0.3, 0.05, 0.2, 0.4]))  # all above 0.01
     beaten, metrics = adaptation.finish(
-        state._replace(virtual_better=jnp.bool_(True)), params, new, prepared
+        state._replace(virtual_ahead=jnp.bool_(True)), params, new, prepared
     )
     assert float(metrics["memory_write"]) == 0.0  # ψ beat π_old: not remembered
     assert_tree_close(beaten.memory, memory, rtol=0, atol=0)
     state, metrics = adaptation.finish(
-        state._replace(virtual_better=jnp.bool_(False)), params, new, prepared
+        state._replace(virtual_ahead=jnp.bool_(False)), params, new, prepared
     )
     assert float(metrics["memory_write"]) == 1.0
     for i in range(N_SLOTS):
@@ -618,7 +639,7 @@ def test_run_writes_every_update_with_a_zero_threshold(runs):
     not remembered). The memory fills up to N, then rotates."""
     m = jax.tree.map(lambda x: x[1], runs["swept"])  # write_threshold = 0
     n = RUN_CONFIG.memory_size
-    want_write = 1.0 - m["beta_low_chosen"]
+    want_write = 1.0 - m["virtual_ahead"]
     want_write[:, 0] = 0.0
     assert want_write.sum() >= 1  # the run does write
     np.testing.assert_array_equal(m["memory_write"], want_write)
@@ -721,8 +742,9 @@ def poor_and_good():
 
 def test_a_poor_pi_old_switches_to_the_virtual_policy(poor_and_good):
     """Measured: the poor π_old's first update has ψ's gain 0.139 > 0 and KL(π_ψ‖π_old)
-    0.44 (against −0.024 and 0.008 for the good π_old), so β drops to β_low, and stays
-    there for all 10 updates (still 0.24 from ψ at the tenth); the poor policies are never
+    0.44 (against −0.024 and 0.008 for the good π_old), so β drops to β_low. ψ stays ahead
+    in all 10 updates (still 0.27 from π_old at the tenth) and β_low is chosen in 9 (in the
+    seventh ψ's lead, 0.036, was within one standard error); the poor policies are never
     written to the memory. From the good π_old β stays high."""
     good, poor = poor_and_good["good"], poor_and_good["poor"]
     assert good["memory_filled"][0] == POOR_CONFIG.memory_size
@@ -731,6 +753,8 @@ def test_a_poor_pi_old_switches_to_the_virtual_policy(poor_and_good):
     assert float(poor["beta"][0]) == pytest.approx(0.5)
     assert poor["kl_virtual_old"][0] > 10 * good["kl_virtual_old"][0]
     assert poor["beta_low_chosen"].mean() >= 0.8 and good["beta_low_chosen"].mean() == 0.0
+    assert np.all(poor["virtual_ahead"] == 1.0)
+    assert np.all(poor["beta_low_chosen"] <= poor["virtual_ahead"])  # the margin only delays
     assert poor["memory_write"].sum() == 0.0
 
 

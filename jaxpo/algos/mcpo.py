@@ -14,8 +14,10 @@ config fields:
   initial policy.
 - **Writing (diversity rule)**: after an update, π_old (the pre-update policy) is written
   when its smallest mean KL(π_old ‖ π_i) to the filled slots on the batch exceeds
-  ``write_threshold`` and it was not beaten by π_ψ this update (a policy the memory beat is
-  not remembered, so a collapse does not overwrite the policies to return to). It goes
+  ``write_threshold`` and π_ψ's estimated gain did not beat its own at all this update (no
+  margin: a policy the memory may beat is not remembered, so a collapse does not overwrite
+  the policies to return to; with the switch's margin, a still-poor π_old whose deficit
+  was within noise got written and the virtual policy collapsed onto it). It goes
   into an empty slot or else, per ``config.memory_replace``, the oldest one (``"oldest"``)
   or the one closest to π_old (``"closest"``, the most redundant).
 - **Virtual policy**: ψ = Σ_i w_i θ_i, a combination in parameter space, so π_ψ is a policy
@@ -31,13 +33,18 @@ config fields:
   at 1e-2) let the weights leave uniform within a few updates; at 1 step of 1e-3 they
   stayed within 0.001 of uniform for a whole short run. ``attention_lr = 0`` keeps them
   uniform (the ablation's "uniform attention").
-- **Switching**: β = ``beta_high`` when π_old's estimated gain mean(Â) is at least π_ψ's
-  mean(π_ψ/π_old·Â) (a tie within 1e-6·mean(|Â|), i.e. float rounding, counts as at least),
-  else ``beta_low`` (ψ looks better, so the policy is pulled towards it). With the default
+- **Switching**: β = ``beta_low`` (the policy is pulled towards ψ) when π_ψ's estimated gain
+  mean(π_ψ/π_old·Â) beats π_old's mean(Â) by more than ``switch_margin`` standard errors of
+  the per-sample difference (π_ψ/π_old − 1)·Â, else ``beta_high``. With normalised
+  advantages π_old's estimate is exactly 0 and, for a ψ close to π_old, ψ's is noise around
+  0: without a margin ψ "won" about half of the updates on brax inverted_pendulum, pulling
+  the policy back towards older ones at random. A difference within 1e-6·mean(|Â|) (float
+  rounding, e.g. ψ = π_old at the first update) never switches. With the default
   ``beta_high = 1`` the virtual trust region acts only when π_old does worse than the
-  memory suggests it could; in a run that improves steadily that is rare.
-- **Metrics** per update: ``beta``, ``beta_low_chosen`` (1 when ψ looked better; its mean
-  over updates is the share on ``beta_low``), ``attention_entropy`` (ln of the filled slots
+  memory suggests it could.
+- **Metrics** per update: ``beta``, ``beta_low_chosen`` (1 when ψ looked better by the
+  margin; its mean over updates is the share on ``beta_low``), ``virtual_ahead`` (1 when ψ
+  scored above π_old at all), ``attention_entropy`` (ln of the filled slots
   when uniform), ``kl_virtual_old`` = KL(π_ψ ‖ π_old), ``kl_virtual`` = KL(π_ψ ‖ π_new),
   ``kl``, ``virtual_gain``, ``memory_write``, ``memory_filled``.
   With ``beta_high = beta_low = 1`` MCPO is the PPO-KL form with a fixed β = ``kl_coef``.
@@ -120,6 +127,9 @@ class MCPOHParams(ActorCriticHParams):
     attention_lr: jax.Array = hparam(
         1e-2, "Adam learning rate of the attention network (0: uniform weights)", ge=0.0
     )
+    switch_margin: jax.Array = hparam(
+        1.0, "standard errors by which π_ψ's estimated gain must beat π_old's for beta_low", ge=0.0
+    )
 
 
 class AttentionNet(nn.Module):
@@ -147,7 +157,9 @@ class MCPOState(NamedTuple):
         attention: the attention network's parameters.
         attention_opt: its Adam state.
         beta: the switching coefficient of the current update.
-        virtual_better: whether π_ψ's estimated gain beat π_old's this update (β = β_low).
+        virtual_better: whether π_ψ's estimated gain beat π_old's by ``switch_margin``
+            standard errors this update (β = β_low).
+        virtual_ahead: whether it beat π_old's at all (margin 0): π_old is then not written.
         slot_kl: mean KL(π_old ‖ π_i) per slot on the current batch, ``[N]``.
         weights: the attention weights of the current update, ``[N]``.
         virtual_gain: π_ψ's estimated gain mean(π_ψ/π_old·Â) on the current batch.
@@ -163,6 +175,7 @@ class MCPOState(NamedTuple):
     attention_opt: Any
     beta: jax.Array
     virtual_better: jax.Array
+    virtual_ahead: jax.Array
     slot_kl: jax.Array
     weights: jax.Array
     virtual_gain: jax.Array
@@ -182,6 +195,22 @@ def surrogate_gain(log_prob: jax.Array, old_log_prob: jax.Array, adv: jax.Array)
     """mean(π/π_old·Â), the importance-sampled gain estimate (log-ratio clamped)."""
     log_ratio = jnp.clip(log_prob - old_log_prob, -MAX_LOG_RATIO, MAX_LOG_RATIO)
     return jnp.mean(jnp.exp(log_ratio) * adv)
+
+
+def beats(
+    log_prob: jax.Array, old_log_prob: jax.Array, adv: jax.Array, margin: jax.Array
+) -> jax.Array:
+    """Whether π's estimated gain beats π_old's by more than ``margin`` standard errors.
+
+    The per-sample difference is d = (π/π_old − 1)·Â; π wins when mean(d) > margin·std(d)/√n
+    and mean(d) > 1e-6·mean(|Â|): a tie within float rounding (π = π_old exactly) is
+    π_old's, so the choice does not depend on how XLA vectorised the two means.
+    """
+    log_ratio = jnp.clip(log_prob - old_log_prob, -MAX_LOG_RATIO, MAX_LOG_RATIO)
+    diff = (jnp.exp(log_ratio) - 1.0) * adv
+    stderr = jnp.std(diff) / jnp.sqrt(diff.size)
+    floor = TIE_TOLERANCE * jnp.mean(jnp.abs(adv))
+    return jnp.mean(diff) > jnp.maximum(margin * stderr, floor)
 
 
 def write_slot(
@@ -254,6 +283,7 @@ def make_mcpo_adaptation(config: Config, hparams: MCPOHParams, networks: Network
             attention_opt=attention_tx.init(attention_params),
             beta=jnp.asarray(hparams.beta_high, jnp.float32),
             virtual_better=jnp.bool_(False),
+            virtual_ahead=jnp.bool_(False),
             slot_kl=zeros,
             weights=zeros,
             virtual_gain=jnp.zeros((), jnp.float32),
@@ -295,16 +325,15 @@ def make_mcpo_adaptation(config: Config, hparams: MCPOHParams, networks: Network
         weights = weights_of(attention_params)
         virtual_log_prob, virtual = log_prob_of(virtual_params(state.memory, weights))
         virtual_gain = surrogate_gain(virtual_log_prob, batch.log_prob, adv)
-        # A tie within float rounding (ψ = π_old exactly, as at the first update) counts as
-        # π_old's win, so the choice does not depend on how XLA vectorised the two means.
-        margin = TIE_TOLERANCE * jnp.mean(jnp.abs(adv))
-        virtual_better = virtual_gain > adv.mean() + margin
+        virtual_better = beats(virtual_log_prob, batch.log_prob, adv, hparams.switch_margin)
+        virtual_ahead = beats(virtual_log_prob, batch.log_prob, adv, jnp.float32(0.0))
         beta = jnp.where(virtual_better, hparams.beta_low, hparams.beta_high)
         state = state._replace(
             attention=attention_params,
             attention_opt=attention_opt,
             beta=beta,
             virtual_better=virtual_better,
+            virtual_ahead=virtual_ahead,
             slot_kl=slot_kl,
             weights=weights,
             virtual_gain=virtual_gain,
@@ -316,7 +345,7 @@ def make_mcpo_adaptation(config: Config, hparams: MCPOHParams, networks: Network
         outputs = actor.apply(new["actor"], batch.obs)
         # A π_old that lost to ψ is not remembered: the memory keeps the policies that held.
         write = should_write(state.slot_kl, state.filled, hparams.write_threshold)
-        write = write & ~state.virtual_better
+        write = write & ~state.virtual_ahead
         distance = state.slot_kl if config.memory_replace == "closest" else None
         memory, filled, age = write_slot(
             state.memory, state.filled, state.age, old["actor"], write, distance
@@ -326,6 +355,7 @@ def make_mcpo_adaptation(config: Config, hparams: MCPOHParams, networks: Network
         metrics = {
             "beta": state.beta,
             "beta_low_chosen": state.virtual_better.astype(jnp.float32),
+            "virtual_ahead": state.virtual_ahead.astype(jnp.float32),
             "kl": kl_divergence(batch.old_outputs, outputs).mean(),
             "kl_virtual": kl_divergence(virtual, outputs).mean(),
             "kl_virtual_old": kl_divergence(virtual, batch.old_outputs).mean(),
@@ -351,6 +381,7 @@ __all__ = [
     "MCPOHParams",
     "MCPOState",
     "attention_weights",
+    "beats",
     "make_mcpo_adaptation",
     "make_mcpo_loss",
     "should_write",
