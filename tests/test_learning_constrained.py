@@ -38,7 +38,11 @@ def test_pendulum_reaches_minus_400_by_5e5(algo):
     ("algo", "total"), [("ppo_kl", 2_000_000), ("mdpo", 2_000_000), ("mcpo", 2_000_000)]
 )
 def test_brax_inverted_pendulum_reaches_800_within_2e6(algo, total):
-    """About 4-6 minutes each on 2 CPU cores; the figures are in the README."""
+    """About 4-6 minutes each on 2 CPU cores; the figures are in the README.
+
+    MCPO's preset met the bar in one of three 8-seed draws (6/8, 4/8, 4/8 seeds), so its
+    case fails in about half of them (experiments/results/presets_sweep.md, sixth round).
+    """
     _, returns = returns_at(algo, "brax:inverted_pendulum", total)
     final = returns[:, -1]
     print(f"{algo} inverted_pendulum at {total:.0e}:", np.round(final))
