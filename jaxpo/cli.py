@@ -18,8 +18,9 @@ read finished training runs (:mod:`jaxpo.evaluate`, :mod:`jaxpo.render`,
 :mod:`jaxpo.plotting`).
 
 This module parses arguments, calls the library and prints: what ``train`` and ``sweep`` do is
-in :mod:`jaxpo.runs` (callable from Python with plain values), the parsing of ``--set``,
-``--grid``, ``--dist`` and ``--point`` values in :mod:`jaxpo.flags`.
+in :mod:`jaxpo.runs` (callable from Python with plain values), the arguments in
+:mod:`jaxpo.parser`, the parsing of ``--set``, ``--grid``, ``--dist`` and ``--point`` values
+in :mod:`jaxpo.flags`.
 """
 
 from __future__ import annotations
@@ -33,133 +34,21 @@ from typing import Any
 import jax
 import numpy as np
 
-from . import checkpoint, evaluate, flags, plotting, render, runs, sweep, sweep_table
-from .algos import ALGORITHMS
-from .config import Config
+from . import (
+    checkpoint,
+    evaluate,
+    flags,
+    plotting,
+    presets,
+    render,
+    run_log,
+    runs,
+    sweep,
+    sweep_table,
+)
+from .config import Config, validate_config
 from .hparams import HParams
-
-
-def add_run_arguments(parser: argparse.ArgumentParser, out_default: str) -> None:
-    """The arguments ``train`` and ``sweep`` share: algorithm, env, seeds, budget, overrides."""
-    # None marks "not given" (the defaults are filled in by ``setup``) so that ``--resume``
-    # can refuse what it would otherwise ignore.
-    parser.add_argument(
-        "--algo", default=None, help=f"algorithm: {', '.join(ALGORITHMS)} (default: ppo)"
-    )
-    parser.add_argument(
-        "--env", default=None, help="env id, backend:name (default: gymnax:CartPole-v1)"
-    )
-    parser.add_argument(
-        "--seeds", type=int, default=None, help="number of seeds, vmapped (default 4)"
-    )
-    parser.add_argument("--seed-offset", type=int, default=None, help="first seed (default 0)")
-    parser.add_argument("--total-timesteps", type=int, default=None, help="env steps per seed")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override any hparam or config field (repeatable), e.g. --set learning_rate=1e-3",
-    )
-    parser.add_argument("--out", default=None, help=f"output directory (default {out_default})")
-    parser.add_argument(
-        "--progress-interval",
-        type=int,
-        default=None,
-        help="updates between progress reports (default: about 20 per run; 0: none)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="compile no progress hook")
-    parser.add_argument(
-        "--tensorboard", action="store_true", help="also write TensorBoard logs to OUT/tensorboard"
-    )
-    parser.add_argument(
-        "--wandb", action="store_true", help="also log to Weights & Biases (if installed)"
-    )
-    parser.add_argument(
-        "--wandb-project", default=None, help="W&B project (default jaxpo; implies --wandb)"
-    )
-    parser.add_argument(
-        "--host-devices",
-        type=int,
-        default=None,
-        help="on CPU, split the host into this many JAX devices and shard the agents over "
-        "them (default: one per core)",
-    )
-
-
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments that choose a sweep's members and how it runs and reports."""
-    parser.add_argument(
-        "--grid",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2,...",
-        help="grid values of an hparam (repeatable: the cartesian product of all --grid)",
-    )
-    parser.add_argument(
-        "--random", type=int, default=0, metavar="N", help="N members drawn from the --dist"
-    )
-    parser.add_argument(
-        "--dist",
-        action="append",
-        default=[],
-        metavar="NAME=DIST",
-        help="random-search distribution (repeatable): loguniform:LO:HI, uniform:LO:HI, "
-        "choice:A,B,...",
-    )
-    parser.add_argument(
-        "--point",
-        action="append",
-        default=[],
-        metavar="NAME=V,NAME=V",
-        help="one explicit member (repeatable); unnamed hparams keep the base values",
-    )
-    parser.add_argument("--sweep-seed", type=int, default=0, help="random-search key (default 0)")
-    parser.add_argument(
-        "--chunk-size", type=int, default=None, help="agents (members x seeds) per compiled call"
-    )
-    parser.add_argument("--top", type=int, default=5, help="members in the printed table")
-    parser.add_argument(
-        "--coordinator",
-        default=None,
-        metavar="HOST:PORT",
-        help="multi-host: jax.distributed coordinator; each process trains its share of the "
-        "agents and process 0 writes the results",
-    )
-    parser.add_argument("--num-processes", type=int, default=None, help="multi-host: processes")
-    parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process")
-
-
-#: the subcommands that read finished runs (they start no host devices).
-TOOLS = ("eval", "render", "plot")
-
-
-def add_tool_parsers(sub: Any) -> None:
-    """Adds the :data:`TOOLS` subcommands to the subparsers ``sub``."""
-    run_dir = "run directory with a checkpoint (jaxpo train --out)"
-    evaluation = sub.add_parser("eval", help="evaluate a saved policy, deterministic and sampled")
-    evaluation.add_argument("dir", help=run_dir)
-    evaluation.add_argument(
-        "--episodes", type=int, default=32, help="parallel episodes per agent and mode (default 32)"
-    )
-    evaluation.add_argument("--seed", type=int, default=0, help="evaluation key (default 0)")
-    evaluation.add_argument(
-        "--agent",
-        type=int,
-        default=None,
-        metavar="I",
-        help="only agent I (member * seeds + seed position; default: every seed of member 0)",
-    )
-    drawing = sub.add_parser("render", help="draw one deterministic episode of a saved policy")
-    drawing.add_argument("dir", help=run_dir)
-    drawing.add_argument("--out", required=True, help="FILE.html (brax:) or FILE.gif (gymnax:)")
-    drawing.add_argument("--max-steps", type=int, default=500, help="episode cap (default 500)")
-    drawing.add_argument("--agent", type=int, default=0, metavar="I", help="agent (default 0)")
-    drawing.add_argument("--seed", type=int, default=0, help="episode key (default 0)")
-    curves = sub.add_parser("plot", help="learning curves of training runs on one figure")
-    curves.add_argument("dirs", nargs="+", metavar="DIR", help="run directories (metrics.csv)")
-    curves.add_argument("--out", required=True, help="the PNG to write")
-    curves.add_argument("--metric", default="episode_return", help="a metrics.csv column")
+from .parser import TOOLS, build_parser, check_counts
 
 
 def run_tool(args: argparse.Namespace) -> int:
@@ -168,36 +57,11 @@ def run_tool(args: argparse.Namespace) -> int:
         evaluate.evaluate_run(args.dir, args.episodes, args.seed, args.agent)
     elif args.command == "render":
         render.render(args.dir, args.out, args.max_steps, args.agent, args.seed)
+    elif args.command == "settings":
+        print(presets.describe(args.algo, args.env))
     else:
         print(f"wrote {plotting.plot_runs(args.dirs, args.out, args.metric)}")
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``jaxpo`` argument parser."""
-    parser = argparse.ArgumentParser(prog="jaxpo", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an agent (several seeds in one compiled program)")
-    add_run_arguments(train, "runs/ALGO_ENV")
-    train.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=None,
-        metavar="K",
-        help="save the complete train state every K updates (always saved at the end)",
-    )
-    train.add_argument(
-        "--resume",
-        default=None,
-        metavar="DIR",
-        help="continue the run checkpointed in DIR (its config, hparams and seeds; "
-        "--total-timesteps may extend it, which also stretches anneal_lr's schedule)",
-    )
-    members = sub.add_parser("sweep", help="train many hparam members x seeds in one program")
-    add_run_arguments(members, "runs/sweep_ALGO_ENV")
-    add_sweep_arguments(members)
-    add_tool_parsers(sub)
-    return parser
 
 
 def setup(args: argparse.Namespace) -> tuple[Config, HParams, np.ndarray]:
@@ -206,24 +70,25 @@ def setup(args: argparse.Namespace) -> tuple[Config, HParams, np.ndarray]:
     Returns:
         ``(config, base hparams, seeds [S])``.
     """
-    from . import presets
-
     seeds = 4 if args.seeds is None else args.seeds
-    if seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}")
     config, hparams = presets.get(args.algo or "ppo", args.env or "gymnax:CartPole-v1")
     if args.total_timesteps is not None:
         config = config.replace(total_timesteps=args.total_timesteps)
     config, hparams = flags.apply_sets(config, hparams, args.set)
+    validate_config(config)
     offset = args.seed_offset or 0
     return config, hparams, np.arange(offset, offset + seeds)
 
 
 def output_dir(args: argparse.Namespace, config: Config, prefix: str) -> Path:
-    """``--out``, or ``runs/PREFIXALGO_ENV``; created if missing."""
+    """``--out``, or ``runs/PREFIXALGO_ENV``: created, emptied of an old run with ``--overwrite``.
+
+    Raises:
+        ValueError: it is a file, cannot be created, or holds a run and no ``--overwrite``.
+    """
     out = Path(args.out or f"runs/{prefix}{config.algo}_{config.env_id.replace(':', '_')}")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    with flags.flag_errors("--out"):
+        return runs.prepare_output(out, overwrite=args.overwrite)
 
 
 def start_or_resume(
@@ -241,6 +106,7 @@ def start_or_resume(
             ("--env", args.env),
             ("--seeds", args.seeds),
             ("--seed-offset", args.seed_offset),
+            ("--overwrite", args.overwrite or None),
         )
         if value not in (None, [])
     ]
@@ -249,10 +115,13 @@ def start_or_resume(
             f"--resume continues a run with the config, hparams and seeds it saved; "
             f"drop {', '.join(given)}"
         )
+    if args.out is not None and Path(args.out).absolute() != Path(args.resume).absolute():
+        raise ValueError(
+            f"--resume writes into the run it resumes ({args.resume}); drop --out {args.out} "
+            "(to branch a run, copy its folder first)"
+        )
     config, hparams, seeds, saved = runs.resume(args.resume, args.total_timesteps)
-    out = Path(args.out or args.resume)
-    out.mkdir(parents=True, exist_ok=True)
-    return config, hparams, seeds, out, saved
+    return config, hparams, seeds, Path(args.resume), saved
 
 
 def log_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -269,6 +138,7 @@ def log_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     """``jaxpo train``: validate, compile once, train all seeds, report and write files."""
+    check_counts(args)
     config, hparams, seeds, out, saved = start_or_resume(args)
     resumed = f", resuming at update {saved.update}" if saved else ""
     print(
@@ -291,7 +161,7 @@ def run_train(args: argparse.Namespace) -> int:
     for seed, value in zip(seeds, final, strict=True):
         print(f"{int(seed):>6}  {value:>12.1f}")
     print(f"{'mean':>6}  {final.mean():>12.1f} ± {final.std():.1f}   ({wall:.0f}s incl. compile)")
-    for line in runs.nan_report(metrics, seeds, config):
+    for line in run_log.nan_report(metrics, seeds, config):
         print(line)
 
     summary = runs.train_summary(config, hparams, seeds, metrics, wall)
@@ -303,8 +173,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     """``jaxpo sweep``: build the members, train them × seeds, report and write files."""
-    if args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
+    check_counts(args)
     config, hparams, seeds = setup(args)
     members = flags.sweep_members(args, hparams)
     with flags.flag_errors("--chunk-size"):
@@ -332,7 +201,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         out, result, config, layout, wall, **log_options(args)
     )
     print(f"\n{sweep_table.format_top_k(table, args.top)}\n({wall:.0f}s incl. compile)")
-    for line in runs.nan_report(result.metrics, result.seeds, config):
+    for line in run_log.nan_report(result.metrics, result.seeds, config):
         print(line)
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
@@ -344,8 +213,7 @@ def start_devices(args: argparse.Namespace) -> None:
     Both must happen before JAX runs anything; called in-process after that (as tests do),
     the host split is left as it is.
     """
-    if args.host_devices is not None and args.host_devices < 1:
-        raise ValueError(f"--host-devices must be >= 1, got {args.host_devices}")
+    check_counts(args)
     sweep.use_host_devices(args.host_devices)
     if getattr(args, "coordinator", None):
         jax.distributed.initialize(

@@ -272,8 +272,42 @@ def one_of(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name}={value!r} must be one of {choices}")
 
 
+#: how errors name the types of config fields.
+TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_type(name: str, value: Any, default: Any) -> None:
+    """Raises ``ValueError`` unless ``value`` has the type of the field's ``default``.
+
+    A list or array where one value belongs gets the fix: static fields take one value per
+    compiled program, so several values mean several sweeps.
+    """
+    if default is None:
+        return
+    kind = type(default)
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        return
+    if kind is tuple and isinstance(value, list):
+        raise ValueError(f"{name} must be a tuple, got the list {value!r}; write {tuple(value)}")
+    hint = ""
+    if kind is not tuple and (isinstance(value, list | tuple) or hasattr(value, "shape")):
+        hint = (
+            "; a static config field takes one value per compiled program: to compare "
+            "values, run one sweep per value"
+        )
+    what = TYPE_NAMES.get(kind, kind.__name__)
+    if kind is int:  # the loop sizes' own checks use these words too
+        what = "a positive integer" if default >= 1 else "an integer >= 0"
+    raise ValueError(f"{name} must be {what}, got {value!r}{hint}")
+
+
 def validate_config(config: Config) -> None:
     """Raises ``ValueError`` naming the field if ``config`` cannot make a valid run."""
+    for name, value in config.to_dict().items():
+        check_type(name, value, field_default(config.algo, name))
     envs.check_env_id(config.env_id)
     one_of("brax_backend", config.brax_backend, envs.BACKENDS)
     for name in (

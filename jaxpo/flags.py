@@ -55,6 +55,18 @@ def parse_assignment(flag: str, item: str) -> tuple[str, str]:
     return name, value
 
 
+#: names ``--set`` refuses, with what to use instead: the algorithm and the env pick the
+#: preset (so they are flags), and the others are options of the command, not of the run.
+CHOSEN_BY_FLAG = {
+    "algo": "choose the algorithm with --algo (its preset for the env applies)",
+    "env_id": "choose the env with --env (the algorithm's preset for it applies)",
+    "env": "choose the env with --env",
+    "seeds": "use --seeds",
+    "seed_offset": "use --seed-offset",
+    "progress_interval": "use --progress-interval",
+    "checkpoint_every": "use --checkpoint-every",
+    "chunk_size": "use --chunk-size",
+}
 #: config fields that define the environment's default (traced) params.
 ENV_FIELDS = {"env_id", "brax_backend"}
 #: the name ``--set`` gives the env param ``max_steps_in_episode`` (the time limit).
@@ -79,8 +91,8 @@ def apply_sets(
     known_hparams = set(scalar_names(type(hparams)))
     for item in assignments:
         name, value = parse_assignment("--set", item)
-        if name == "algo":
-            raise ValueError("--set algo: choose the algorithm with --algo")
+        if name in CHOSEN_BY_FLAG:
+            raise ValueError(f"--set {name}: {CHOSEN_BY_FLAG[name]}")
         if name not in known_hparams | {TIME_LIMIT} | set(field_names(config.algo)):
             if owners(name):  # a field of another algorithm's section: say whose
                 with flag_errors("--set"):
@@ -170,6 +182,7 @@ def sweep_members(args: argparse.Namespace, hparams: HParams) -> HParams:
             batches.append(sweep.grid(hparams, **grid))
     if dists:
         with flag_errors("--dist"):
+            sweep.check_distributions(dists)  # before the key: a refusal compiles nothing
             key = jax.random.key(args.sweep_seed)
             batches.append(sweep.random(hparams, key, args.random, **dists))
     if points:

@@ -123,7 +123,7 @@ class HParams:
         missing = sorted(set(scalar_names(cls)) - set(values))
         if missing:
             raise ValueError(f"missing hparam(s) {missing} for {cls.__name__}")
-        arrays = {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+        arrays = {k: as_float32(k, v) for k, v in values.items()}
         hparams = cls(env_params=env_params, **arrays)
         validate_hparams(hparams)
         return hparams
@@ -141,9 +141,25 @@ class HParams:
     def set(self, **values: Any) -> HParams:
         """A copy with named scalar fields replaced (cast to float32); unknown names raise."""
         check_names(type(self), values)
-        hparams = self.replace(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+        hparams = self.replace(**{k: as_float32(k, v) for k, v in values.items()})
         validate_hparams(hparams)
         return hparams
+
+
+def as_float32(name: str, value: Any) -> jax.Array:
+    """``value`` as a float32 array; ``ValueError`` naming hparam ``name`` if not numeric."""
+    if isinstance(value, jax.core.Tracer):
+        return jnp.asarray(value, jnp.float32)
+    try:
+        kind = "?" if isinstance(value, bool | str | bytes) else np.asarray(value).dtype.kind
+    except (TypeError, ValueError):  # ragged or unconvertible
+        kind = "?"
+    if kind not in "iuf":
+        raise ValueError(
+            f"hparam {name}: expected a number (or an array of numbers), got {value!r} "
+            f"({type(value).__name__})"
+        )
+    return jnp.asarray(value, jnp.float32)
 
 
 def check_names(cls: type, values: Mapping[str, Any]) -> None:
@@ -190,8 +206,20 @@ def validate_hparams(hparams: HParams) -> None:
     Works on unbatched or batched (sweep) hparams; every element is checked. Traced
     values (inside ``jit``) are skipped, since they cannot be inspected.
     """
-    for name, spec in specs(type(hparams)).items():
-        value = getattr(hparams, name)
+    names = scalar_names(type(hparams))
+    check_values(type(hparams), {name: getattr(hparams, name) for name in names})
+
+
+def check_values(cls: type, values: Mapping[str, Any]) -> None:
+    """Raises ``ValueError`` naming the field if a value is out of its range.
+
+    Args:
+        cls: the ``HParams`` class whose ranges apply.
+        values: ``{name: scalar or column}``; traced values are skipped.
+    """
+    all_specs = specs(cls)
+    for name, value in values.items():
+        spec = all_specs[name]
         if isinstance(value, jax.core.Tracer):
             continue
         arr = np.asarray(value, np.float64)

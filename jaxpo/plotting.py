@@ -105,8 +105,12 @@ def plot_runs(
 
     Raises:
         FileNotFoundError: a directory without ``metrics.csv``.
-        ValueError: see :func:`read_curves`.
+        ValueError: ``out`` is not a ``.png`` path in an existing folder; see also
+            :func:`read_curves`.
     """
+    out = Path(out)
+    if out.suffix.lower() != ".png" or out.is_dir() or not out.parent.is_dir():
+        raise ValueError(f"the plot's --out must name a .png file in an existing folder: {out}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

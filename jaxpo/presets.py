@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import registry
 from .config import Config, validate_config
-from .hparams import HParams
+from .hparams import HParams, specs
 from .train import default_hparams
 
 #: PureJaxRL's classic PPO settings for small discrete-action gymnax tasks.
@@ -174,3 +175,48 @@ def get(algo: str, env_id: str) -> tuple[Config, HParams]:
     config = Config(algo=algo, env_id=env_id, **config_overrides)
     validate_config(config)
     return config, default_hparams(config, **hparam_overrides)
+
+
+def describe(algo: str, env_id: str) -> str:
+    """What a run of ``algo`` on ``env_id`` uses: its budget, config fields and hparams.
+
+    Every name listed is one that ``--set`` accepts (hparams also ``--grid``, ``--dist`` and
+    ``--point``), with the value this preset gives it and, for hparams, the valid range.
+    """
+    config, hparams = get(algo, env_id)
+    source = "a tuned preset" if (algo, env_id) in PRESETS else "the algorithm's defaults"
+    lines = [
+        f"{algo} on {env_id} ({source}): total_timesteps {config.total_timesteps:,} env steps "
+        f"per seed = {config.num_updates} updates x {config.batch_size} "
+        f"(num_envs {config.num_envs} x num_steps {config.num_steps})",
+        "",
+        "config fields (static: --set NAME=VALUE; each value compiles its own program):",
+    ]
+    lines += [f"  {name} = {value}" for name, value in config.to_dict().items()]
+    lines += ["", "hparams (traced: --set, --grid, --dist, --point; sweeps compile once):"]
+    lines += [
+        f"  {name} = {float(getattr(hparams, name)):g}  in {spec.describe()}  {spec.doc}"
+        for name, spec in specs(type(hparams)).items()
+    ]
+    limit = getattr(hparams.env_params, "max_steps_in_episode", None)
+    if limit is not None:
+        lines += ["", f"env: episode_length = {int(limit)} (the time limit; --set only)"]
+    return "\n".join(lines)
+
+
+def budgets() -> str:
+    """One line per preset, ``algo env_id: total_timesteps``, then the other pairs' budgets."""
+    lines = [
+        f"  {algo} {env_id}: {Config(algo=algo, env_id=env_id, **loop).total_timesteps:,}"
+        for (algo, env_id), (loop, _) in sorted(PRESETS.items())
+    ]
+    others: dict[int, list[str]] = {}
+    for algo in sorted(registry.ALGORITHMS):
+        others.setdefault(Config(algo=algo).total_timesteps, []).append(algo)
+    return "\n".join(
+        lines
+        + [
+            f"  other pairs: {total:,} ({', '.join(algos)})"
+            for total, algos in sorted(others.items())
+        ]
+    )

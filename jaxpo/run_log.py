@@ -3,7 +3,8 @@
 Nothing here runs inside the compiled program. The writers take NumPy metrics once
 training is over: a sweep's ``{name: [M, S, U]}`` (members, seeds, updates), as
 :func:`jaxpo.sweep.run` returns them, or a training run's ``{name: [S, U]}``, whose records
-and tags carry no member index.
+and tags carry no member index. :func:`nan_report` turns the NaN-safety metrics into the
+lines printed at the end of a run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .config import Config
 
 
 def by_member(metrics: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
@@ -199,3 +202,59 @@ def write_logs(
     if wandb_project is not None:
         log_wandb(wandb_project, run_config or {}, curves, steps_per_update)
     return written
+
+
+#: how many update numbers, and how many agents, a NaN-safety report lists before "...".
+REPORT_LIMIT = 5
+
+
+def first_updates(flags: np.ndarray) -> str:
+    """The 1-based numbers of the updates where ``flags [U]`` is nonzero, the first few."""
+    numbers = [str(u + 1) for u in np.flatnonzero(flags)]
+    return ", ".join(numbers[:REPORT_LIMIT] + (["..."] if len(numbers) > REPORT_LIMIT else []))
+
+
+def nan_report(metrics: dict[str, np.ndarray], seeds: np.ndarray, config: Config) -> list[str]:
+    """End-of-run lines on non-finite environment output, skipped updates and failed agents.
+
+    Update numbers are 1-based, as in ``metrics.csv``; nothing is reported for a clean run.
+
+    Args:
+        metrics: ``{name: [S, U]}`` of a training run or ``{name: [M, S, U]}`` of a sweep,
+            with :func:`jaxpo.train.make_trainer`'s ``env_nonfinite``, ``update_skipped``,
+            ``skipped_total`` and ``failed``.
+        seeds: the integer seeds, ``[S]``.
+        config: the run's configuration (env id, ``max_consecutive_skips``).
+    """
+    arrays, members = by_member(metrics)
+    lines, agents = [], 0
+    for m, s in np.ndindex(arrays["failed"].shape[:2]):
+        agent = f"member {m}, seed {seeds[s]}" if members else f"seed {seeds[s]}"
+        env_updates, skips, failed = (
+            arrays[name][m, s] for name in ("env_nonfinite", "update_skipped", "failed")
+        )
+        if not (env_updates.any() or skips.any()):
+            continue
+        agents += 1
+        if agents > REPORT_LIMIT:
+            continue
+        if env_updates.any():
+            lines.append(
+                f"environment {config.env_id} emitted non-finite observations or rewards at "
+                f"update(s) {first_updates(env_updates)} ({agent})"
+            )
+        if skips.any():
+            lines.append(
+                f"{agent}: {int(arrays['skipped_total'][m, s, -1])} of {skips.size} updates "
+                f"skipped for non-finite losses, gradients or parameters, at update(s) "
+                f"{first_updates(skips)}"
+            )
+        if failed.any():
+            lines.append(
+                f"{agent} failed after {config.max_consecutive_skips} consecutive skipped "
+                f"updates at update {np.flatnonzero(failed)[0] + 1}; its parameters "
+                f"stayed frozen from then on"
+            )
+    if agents > REPORT_LIMIT:
+        lines.append(f"... and {agents - REPORT_LIMIT} more agent(s) (see metrics.csv)")
+    return lines

@@ -9,13 +9,13 @@ numbers), so a notebook can do what the command line does:
 - :func:`train_summary` and :func:`sweep_summary` are what ``summary.json`` holds;
   :func:`write_summary` writes the summary and the logs, :func:`write_sweep_outputs` every
   file of a sweep.
-- :func:`nan_report` describes non-finite environment output, skipped updates and failed
-  agents in a run's metrics.
+- :func:`prepare_output` creates an output folder, refusing one that holds another run.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,57 @@ from . import checkpoint, run_log, sweep, sweep_table
 from .config import Config, validate_config
 from .hparams import HParams
 from .progress import ProgressDisplay
+
+#: what a run or a sweep writes into its output folder (its checkpoint's temporary names
+#: included); an occupied folder holds at least one of these.
+RUN_OUTPUTS = (
+    checkpoint.RUN_FILE,
+    f"{checkpoint.RUN_FILE}.new",
+    checkpoint.ARRAYS,
+    f"{checkpoint.ARRAYS}.new",
+    f"{checkpoint.ARRAYS}.old",
+    "summary.json",
+    "metrics.csv",
+    "metrics.jsonl",
+    "metrics.npz",
+    "table.csv",
+    "table.parquet",
+    "curves.png",
+    "tensorboard",
+    "eval.json",
+)
+
+
+def prepare_output(out: str | Path, *, overwrite: bool = False) -> Path:
+    """Creates the output folder ``out``, refusing one that holds another run.
+
+    Args:
+        out: the folder a new run or sweep writes to.
+        overwrite: replace the run already there: every file of :data:`RUN_OUTPUTS` is
+            removed first, so nothing of it is left beside the new one (other files in the
+            folder are not jaxpo's and stay).
+
+    Raises:
+        ValueError: ``out`` is a file or cannot be created, or holds a run and
+            ``overwrite`` is off.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create the output folder {out}: {err.strerror}") from None
+    found = [name for name in RUN_OUTPUTS if (out / name).exists()]
+    if found and not overwrite:
+        raise ValueError(
+            f"{out} holds another run ({', '.join(found)}); choose another output folder "
+            "or overwrite it (--overwrite; overwrite=True in Python)"
+        )
+    for name in found:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return out
 
 
 def resume(
@@ -191,6 +242,7 @@ def sweep_summary(
             "member": top.member,
             "mean": top.mean,
             "std": top.std,
+            "failed_seeds": top.failed,
             "hparams": top.hparams,
         },
         "wall_seconds": wall,
@@ -270,59 +322,3 @@ def write_sweep_outputs(
     if sweep_table.write_parquet(table, out / "table.parquet"):
         written.append(out / "table.parquet")
     return table, written
-
-
-#: how many update numbers, and how many agents, a NaN-safety report lists before "...".
-REPORT_LIMIT = 5
-
-
-def first_updates(flags: np.ndarray) -> str:
-    """The 1-based numbers of the updates where ``flags [U]`` is nonzero, the first few."""
-    numbers = [str(u + 1) for u in np.flatnonzero(flags)]
-    return ", ".join(numbers[:REPORT_LIMIT] + (["..."] if len(numbers) > REPORT_LIMIT else []))
-
-
-def nan_report(metrics: dict[str, np.ndarray], seeds: np.ndarray, config: Config) -> list[str]:
-    """End-of-run lines on non-finite environment output, skipped updates and failed agents.
-
-    Update numbers are 1-based, as in ``metrics.csv``; nothing is reported for a clean run.
-
-    Args:
-        metrics: ``{name: [S, U]}`` of a training run or ``{name: [M, S, U]}`` of a sweep,
-            with :func:`jaxpo.train.make_trainer`'s ``env_nonfinite``, ``update_skipped``,
-            ``skipped_total`` and ``failed``.
-        seeds: the integer seeds, ``[S]``.
-        config: the run's configuration (env id, ``max_consecutive_skips``).
-    """
-    arrays, members = run_log.by_member(metrics)
-    lines, agents = [], 0
-    for m, s in np.ndindex(arrays["failed"].shape[:2]):
-        agent = f"member {m}, seed {seeds[s]}" if members else f"seed {seeds[s]}"
-        env_updates, skips, failed = (
-            arrays[name][m, s] for name in ("env_nonfinite", "update_skipped", "failed")
-        )
-        if not (env_updates.any() or skips.any()):
-            continue
-        agents += 1
-        if agents > REPORT_LIMIT:
-            continue
-        if env_updates.any():
-            lines.append(
-                f"environment {config.env_id} emitted non-finite observations or rewards at "
-                f"update(s) {first_updates(env_updates)} ({agent})"
-            )
-        if skips.any():
-            lines.append(
-                f"{agent}: {int(arrays['skipped_total'][m, s, -1])} of {skips.size} updates "
-                f"skipped for non-finite losses, gradients or parameters, at update(s) "
-                f"{first_updates(skips)}"
-            )
-        if failed.any():
-            lines.append(
-                f"{agent} failed after {config.max_consecutive_skips} consecutive skipped "
-                f"updates at update {np.flatnonzero(failed)[0] + 1}; its parameters "
-                f"stayed frozen from then on"
-            )
-    if agents > REPORT_LIMIT:
-        lines.append(f"... and {agents - REPORT_LIMIT} more agent(s) (see metrics.csv)")
-    return lines

@@ -62,12 +62,16 @@ class Table:
 
 
 class Ranked(NamedTuple):
-    """A member and the mean and standard deviation (ddof 0) of a column over its seeds."""
+    """A member and the mean and standard deviation (ddof 0) of a column over its seeds.
+
+    ``failed`` counts its seeds that NaN safety froze (the ``failed`` metric at the end).
+    """
 
     member: int
     hparams: dict[str, float]
     mean: float
     std: float
+    failed: int = 0
 
 
 def short_float(x: Any) -> float:
@@ -188,15 +192,18 @@ def top_k(table: Table, k: int, metric: str = "final_return", mode: str = "max")
         raise ValueError(f"k must be >= 1, got {k}")
     values: dict[int, list[float]] = {}
     first: dict[int, dict[str, float]] = {}
+    failed: dict[int, int] = {}
     for row in table.rows:  # one pass: sweeps have many members
         member = int(row["member"])
         values.setdefault(member, []).append(row[metric])
         first.setdefault(member, row)
+        failed[member] = failed.get(member, 0) + int(row.get("failed", 0) > 0)
     ranked = []
     for m, vals in values.items():
         vals_arr = np.asarray(vals, float)
         hparams = {name: first[m][name] for name in table.hparams}
-        ranked.append(Ranked(m, hparams, float(vals_arr.mean()), float(vals_arr.std())))
+        mean, std = float(vals_arr.mean()), float(vals_arr.std())
+        ranked.append(Ranked(m, hparams, mean, std, failed[m]))
     sign = -1.0 if mode == "max" else 1.0
     ranked.sort(key=lambda r: (np.isnan(r.mean), sign * r.mean))
     return ranked[:k]
@@ -208,13 +215,19 @@ def best(table: Table, metric: str = "final_return", mode: str = "max") -> Ranke
 
 
 def format_top_k(table: Table, k: int, metric: str = "final_return", mode: str = "max") -> str:
-    """The top-``k`` members as a text table: rank, member, swept hparams, mean ± std."""
+    """The top-``k`` members as a text table: rank, member, swept hparams, mean ± std.
+
+    If any listed member has failed seeds (frozen by NaN safety), a ``failed`` column shows
+    how many of its seeds, and a last line says what that means.
+    """
     ranked = top_k(table, k, metric, mode)
     swept = table.swept()
     seeds = len(table.rows) // len(table.members)
-    cells = [["rank", "member", *swept, metric]] + [
+    marked = any(r.failed for r in ranked)
+    cells = [["rank", "member", *swept, metric] + (["failed"] if marked else [])] + [
         [str(i + 1), str(r.member), *(f"{r.hparams[n]:.4g}" for n in swept)]
         + [f"{r.mean:.4g} ± {r.std:.2g}"]
+        + ([f"{r.failed}/{seeds}" if r.failed else "-"] if marked else [])
         for i, r in enumerate(ranked)
     ]
     widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
@@ -223,6 +236,11 @@ def format_top_k(table: Table, k: int, metric: str = "final_return", mode: str =
         f"({mode}; mean ± std over {seeds} seed(s))"
     )
     lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    if marked:
+        lines.append(
+            "failed: seeds whose agent NaN safety froze (non-finite updates); their "
+            "returns are those of the frozen policy"
+        )
     return "\n".join([title, *lines])
 
 

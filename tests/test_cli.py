@@ -37,10 +37,12 @@ def test_train_writes_metrics_summary_and_table(tmp_path, capsys):
         ]
     )
     assert code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "final return" in printed and "mean" in printed and "±" in printed
+    assert "update " not in printed  # progress goes to stderr
     # one progress display for both seeds: updates 4, 8, 12, 16 — each line covers 2 agents
-    progress_lines = [line for line in printed.splitlines() if "update " in line]
+    progress_lines = [line for line in captured.err.splitlines() if "update " in line]
     assert len(progress_lines) == 4 and all("(2 agents)" in line for line in progress_lines)
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 2 * 16  # one row per update per seed

@@ -34,12 +34,13 @@ def test_sweep_writes_table_curves_metrics_and_summary(tmp_path, capsys):
     argv = ["sweep", *TINY, "--grid", "learning_rate=1e-2,1e-4", "--progress-interval", "2"]
     code = cli.main([*argv, "--chunk-size", "2", "--top", "1", "--out", str(out)])
     assert code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     devices = jax.device_count()
     assert f"2 member(s) x 2 seed(s) = 4 agents in 2 chunk(s) on {devices} device(s)" in printed
     assert "4 updates x 32 env steps" in printed
     # one display for the whole sweep: 2 chunks x 4 updates, reports every 2 updates
-    progress = [line for line in printed.splitlines() if "update " in line]
+    progress = [line for line in captured.err.splitlines() if "update " in line]
     assert len(progress) == 4 and progress[-1].startswith("ppo: update 8/8")
     title, header, row = printed.split("top 1 of 2 members")[1].splitlines()[:3]
     assert "by final_return" in title

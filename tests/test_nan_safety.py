@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from helpers import tiny_config
 
-from jaxpo import cli, default_hparams, envs, runs, sweep
+from jaxpo import cli, default_hparams, envs, run_log, sweep
 from jaxpo.train import make_train, make_trainer
 
 #: PPO-KL carries β as algorithm state (and Adam's step count anneals the learning rate).
@@ -273,16 +273,16 @@ def test_nan_report_of_a_sweep_lists_the_first_updates_and_agents():
         "skipped_total": np.cumsum(flags, -1),
         "failed": np.zeros_like(flags),
     }
-    lines = runs.nan_report(metrics, np.arange(10, 17), CONFIG)
+    lines = run_log.nan_report(metrics, np.arange(10, 17), CONFIG)
     assert lines[0] == (
         "environment custom:nan_cartpole emitted non-finite observations or rewards at "
         "update(s) 3, 4, 5, 6, 7, ... (member 1, seed 10)"
     )
     assert lines[1].startswith("member 1, seed 10: 8 of 10 updates skipped")
-    assert len(lines) == 2 * runs.REPORT_LIMIT + 1
+    assert len(lines) == 2 * run_log.REPORT_LIMIT + 1
     assert lines[-1] == "... and 2 more agent(s) (see metrics.csv)"
     clean = {k: np.zeros((2, 5)) for k in metrics}
-    assert runs.nan_report(clean, np.arange(2), CONFIG) == []
+    assert run_log.nan_report(clean, np.arange(2), CONFIG) == []
 
 
 def test_max_consecutive_skips_is_validated():

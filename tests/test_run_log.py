@@ -170,7 +170,7 @@ def test_run_progress_true_shows_a_display_and_false_compiles_no_hook(progress, 
             result = sweep.run(config, hparams, seeds=2, progress=progress, keep_state=False)
     assert result.metrics["episode_return"].shape == (2, 2, 4)
     assert built[0] is built[1]
-    lines = [line for line in capsys.readouterr().out.splitlines() if "update " in line]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "update " in line]
 
     fn, _ = built[0]
     mesh = sweep.make_mesh(sweep.devices_for(4))

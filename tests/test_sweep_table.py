@@ -174,3 +174,23 @@ def test_member_labels():
     both = sweep.grid(hparams, learning_rate=[1e-3, 3e-4], clip_eps=[0.1, 0.3])
     assert sweep_table.member_labels(both)[1] == "learning_rate=0.001, clip_eps=0.3"
     assert sweep_table.member_labels(sweep.grid(hparams, clip_eps=[0.1])) == ["member 0"]
+
+
+def test_failed_seeds_are_marked_in_the_top_k():
+    rows = [
+        {"member": m, "seed": s, "lr": lr, "final_return": ret, "failed": float(bad)}
+        for m, s, lr, ret, bad in [
+            (0, 0, 1e-3, 500.0, 0),
+            (0, 1, 1e-3, 480.0, 1),  # frozen by NaN safety, still a high return
+            (1, 0, 3e-4, 300.0, 0),
+            (1, 1, 3e-4, 310.0, 0),
+        ]
+    ]
+    table = sweep_table.Table(rows, ("lr",))
+    text = sweep_table.format_top_k(table, 2)
+    first, second = text.splitlines()[2:4]
+    assert first.split()[-1] == "1/2" and second.split()[-1] == "-"
+    assert "failed" in text.splitlines()[1] and "NaN safety froze" in text
+    assert sweep_table.best(table).failed == 1
+    clean = sweep_table.Table([dict(r, failed=0.0) for r in rows], ("lr",))
+    assert "failed" not in sweep_table.format_top_k(clean, 2)

@@ -28,6 +28,7 @@ from .devices import (
 from .hooks import DISPLAY_HOOK, DisplayHook, MergedHook
 from .members import (
     DISTRIBUTIONS,
+    check_distributions,
     columns,
     concat,
     grid,
@@ -59,6 +60,7 @@ __all__ = [
     "make_sweep_fn",
     "member_hparams",
     "num_members",
+    "check_distributions",
     "parse_distribution",
     "place",
     "plan",

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..config import is_static
-from ..hparams import HParams, scalar_names, validate_hparams
+from ..hparams import HParams, as_float32, check_values, scalar_names
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 
@@ -35,6 +35,25 @@ def _check_names(hparams: HParams, names: Sequence[str]) -> None:
                 f"cannot be swept in one compiled program; sweepable hparams: {known}"
             )
         raise ValueError(f"unknown hparam {name!r} for {type(hparams).__name__}; known: {known}")
+
+
+def _number(name: str, value: Any) -> float:
+    """One member's value of hparam ``name`` as a float; ``ValueError`` naming it if not."""
+    array = as_float32(name, value)
+    if np.ndim(array):
+        raise ValueError(f"hparam {name}: one member takes one number, got {value!r}")
+    return float(array)
+
+
+def _value_list(name: str, values: Any) -> list[float]:
+    """A grid's values of ``name`` as floats; a scalar or a string is refused with the fix."""
+    if isinstance(values, str | bytes) or np.ndim(values) != 1:
+        raise ValueError(
+            f"grid {name}: expected a list of values, got {values!r}; write {name}=[{values!r}]"
+            if np.ndim(values) == 0 and not isinstance(values, str | bytes)
+            else f"grid {name}: expected a list of numbers, got {values!r}"
+        )
+    return [_number(name, v) for v in values]
 
 
 def is_batched(hparams: HParams) -> bool:
@@ -72,14 +91,14 @@ def grid(hparams: HParams, **values: Sequence[float]) -> HParams:
     if not values:
         raise ValueError("grid needs at least one hparam with a list of values")
     _check_names(hparams, list(values))
+    values = {name: _value_list(name, vals) for name, vals in values.items()}
     for name, vals in values.items():
         if len(vals) == 0:
             raise ValueError(f"grid over {name!r} is empty; give at least one value")
     product = list(itertools.product(*values.values()))
     columns = {name: [p[i] for p in product] for i, name in enumerate(values)}
-    batched = stack(hparams, columns, len(product))
-    validate_hparams(batched)
-    return batched
+    check_values(type(hparams), columns)
+    return stack(hparams, columns, len(product))
 
 
 def parse_distribution(spec: Any) -> tuple[str, tuple[Any, ...]]:
@@ -102,18 +121,34 @@ def parse_distribution(spec: Any) -> tuple[str, tuple[Any, ...]]:
     kind, args = spec[0], tuple(spec[1:])
     if kind not in DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {kind!r}; use one of {DISTRIBUTIONS}")
-    if kind == "choice":
-        if len(args) != 1 or len(args[0]) == 0:
-            raise ValueError(f"choice needs one non-empty list of values, got {spec!r}")
-        return kind, (tuple(float(v) for v in args[0]),)
-    if len(args) != 2 or not all(math.isfinite(float(a)) for a in args):
-        raise ValueError(f"{kind} needs finite (low, high), got {spec!r}")
-    low, high = float(args[0]), float(args[1])
+    try:
+        if kind == "choice":
+            values = tuple(float(v) for v in args[0]) if len(args) == 1 else ()
+            if not values or not all(math.isfinite(v) for v in values):
+                raise ValueError
+            return kind, (values,)
+        low, high = (float(a) for a in args)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError
+    except (TypeError, ValueError):
+        shape = "one non-empty list of finite values" if kind == "choice" else "finite (low, high)"
+        raise ValueError(f"{kind} needs {shape}, got {spec!r}") from None
     if not low < high:
         raise ValueError(f"{kind} needs low < high, got {spec!r}")
     if kind == "loguniform" and low <= 0:
         raise ValueError(f"loguniform needs low > 0, got {spec!r}")
     return kind, (low, high)
+
+
+def check_distributions(dists: Mapping[str, Any]) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    """``{name: (kind, args)}`` of :func:`parse_distribution`; errors name the hparam."""
+    parsed = {}
+    for name, spec in dists.items():
+        try:
+            parsed[name] = parse_distribution(spec)
+        except ValueError as err:
+            raise ValueError(f"distribution of {name}: {err}") from None
+    return parsed
 
 
 def random(hparams: HParams, key: jax.Array, num: int, **dists: Any) -> HParams:
@@ -127,9 +162,11 @@ def random(hparams: HParams, key: jax.Array, num: int, **dists: Any) -> HParams:
     if not dists:
         raise ValueError("random search needs at least one hparam distribution")
     _check_names(hparams, list(dists))
+    parsed = check_distributions(dists)
     columns = {}
-    for name, k in zip(dists, jax.random.split(key, len(dists)), strict=True):
-        kind, args = parse_distribution(dists[name])
+    for (name, (kind, args)), k in zip(
+        parsed.items(), jax.random.split(key, len(dists)), strict=True
+    ):
         if kind == "choice":
             idx = np.asarray(jax.random.randint(k, (num,), 0, len(args[0])))
             columns[name] = np.asarray(args[0], np.float64)[idx]
@@ -140,9 +177,8 @@ def random(hparams: HParams, key: jax.Array, num: int, **dists: Any) -> HParams:
                 low, high = math.log(low), math.log(high)
             draw = low + u * (high - low)
             columns[name] = np.exp(draw) if kind == "loguniform" else draw
-    batched = stack(hparams, columns, num)
-    validate_hparams(batched)
-    return batched
+    check_values(type(hparams), columns)
+    return stack(hparams, columns, num)
 
 
 def points(hparams: HParams, members: Sequence[Mapping[str, float]]) -> HParams:
@@ -153,15 +189,17 @@ def points(hparams: HParams, members: Sequence[Mapping[str, float]]) -> HParams:
     """
     if len(members) == 0:
         raise ValueError("points needs at least one member (a mapping of hparam values)")
+    for member in members:
+        if not isinstance(member, Mapping):
+            raise ValueError(f"points: each member is a mapping {{name: value}}, got {member!r}")
     names = list(dict.fromkeys(name for member in members for name in member))
     _check_names(hparams, names)
     columns = {
-        name: [float(member.get(name, getattr(hparams, name))) for member in members]
+        name: [_number(name, member.get(name, getattr(hparams, name))) for member in members]
         for name in names
     }
-    batched = stack(hparams, columns, len(members))
-    validate_hparams(batched)
-    return batched
+    check_values(type(hparams), columns)
+    return stack(hparams, columns, len(members))
 
 
 def concat(*batches: HParams) -> HParams:

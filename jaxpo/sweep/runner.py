@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from ..config import Config
+from ..config import Config, validate_config
 from ..hparams import HParams, validate_hparams
 from ..progress import default_interval
 from ..train import ProgressHook, RunnerState, TrainResult, make_trainer
@@ -137,6 +137,7 @@ def run(
     Returns:
         A :class:`SweepResult` with NumPy metrics ``[M, S, num_updates]``.
     """
+    validate_config(config)
     start = 0 if state is None else int(np.ravel(state.update)[0])
     updates = config.num_updates - start if updates is None else updates
     if updates < 0:
