@@ -124,7 +124,7 @@ def test_grid_random_and_points_concatenate_in_order():
         (["--point", "clip_eps=0.1,nope=2"], "--point: unknown hparam 'nope'"),
         (["--point", "gamma=0.9,gamma=0.8"], "--point names 'gamma' twice"),
         (["--point", "gamma="], "--point gamma: cannot parse ''"),
-        (["--grid", "gamma=0.9", "--chunk-size", "0"], "--chunk-size: chunk_size must be"),
+        (["--grid", "gamma=0.9", "--chunk-size", "0"], "--chunk-size must be >= 1"),
         (["--grid", "gamma=0.9", "--top", "0"], "--top must be >= 1"),
         (["--grid", "gamma=0.9", "--set", "nope=1"], "--set: unknown name 'nope'"),
         (["--grid", "gamma=0.9", "--seeds", "0"], "--seeds must be >= 1"),
