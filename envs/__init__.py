@@ -2,7 +2,17 @@
 
 Env ids are ``backend:name``: ``gymnax:CartPole-v1``, ``gymnax:Breakout-MinAtar``,
 ``brax:hopper`` (brax backend chosen separately, ``spring`` by default), ``probe:delayed``,
-``probe:tabular`` (a random tabular MDP with exact oracles, :mod:`.tabular`).
+``probe:tabular`` (a random tabular MDP with exact oracles, :mod:`.tabular`), ``probe:masked``
+and ``probe:multidiscrete`` (action masks and multi-discrete actions, :mod:`.action_probes`).
+
+Optional suites, each installed by the jaxpo extra of its name (``jaxpo[suites]`` for all;
+:mod:`.suites`): ``xminigrid:MiniGrid-Empty-5x5`` and the other XLand-MiniGrid envs
+(:mod:`.xminigrid_adapter`), ``jumanji:Snake-v1``, ``jumanji:Minesweeper-v0``,
+``jumanji:Knapsack-v1`` and most other Jumanji envs (:mod:`.jumanji_adapter`), and
+``craftax:Craftax-Classic-Symbolic-v1``, ``craftax:Craftax-Symbolic-v1``
+(:mod:`.craftax_adapter`). Not adapted: navix (its package pulls in wandb, black, pylint and
+other tooling; xminigrid covers the same gridworlds) and ``popgym_arcade:`` ids, which are
+refused (its stable-gymnax dependency overwrites the pinned gymnax).
 """
 
 from __future__ import annotations
@@ -12,15 +22,27 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from .action_probes import ACTION_PROBES, MaskedProbe, MultiDiscreteProbe, make_action_probe
 from .brax_adapter import BACKENDS, DEFAULT_BACKEND, BraxEnv, brax_env_names
 from .brax_adapter import UNSUPPORTED as BRAX_UNSUPPORTED
-from .core import Box, Discrete, Environment, TimeStep, Wrapper
+from .core import (
+    Box,
+    Discrete,
+    Environment,
+    MaskedObs,
+    MultiDiscrete,
+    TimeStep,
+    Wrapper,
+    features,
+    map_features,
+)
 from .gymnax_adapter import GymnaxEnv
 from .probes import PROBES, ProbeEnv
+from .suites import REFUSED_BACKENDS, SUITES, check_suite_env_id, make_suite_env, suite_env_ids
 from .tabular import TABULAR, TabularEnv
 from .wrappers import ClipAction, EpisodeStatistics, NormalizeObservation, RunningStats, VecEnv
 
-BACKEND_NAMES = ("gymnax", "brax", "probe", "custom")
+BACKEND_NAMES = ("gymnax", "brax", "probe", *SUITES, "custom")
 
 #: ``name -> factory`` of the environments added with :func:`register` (ids ``custom:NAME``).
 CUSTOM: dict[str, Callable[[], Environment]] = {}
@@ -54,6 +76,8 @@ def parse_env_id(env_id: str) -> tuple[str, str]:
             f"env_id={env_id!r} must look like 'backend:name' with backend one of "
             f"{BACKEND_NAMES}, e.g. 'gymnax:CartPole-v1'"
         )
+    if backend in REFUSED_BACKENDS:
+        raise ValueError(f"env_id={env_id!r} is not supported: {REFUSED_BACKENDS[backend]}")
     if backend not in BACKEND_NAMES:
         raise ValueError(
             f"unknown env backend {backend!r} in env_id={env_id!r}; use one of {BACKEND_NAMES}"
@@ -62,13 +86,14 @@ def parse_env_id(env_id: str) -> tuple[str, str]:
 
 
 def list_env_ids() -> list[str]:
-    """Every env id this package can make."""
+    """Every env id this package can make (optional suites: only those installed)."""
     import gymnax
 
     return (
         [f"gymnax:{n}" for n in gymnax.registered_envs]
         + [f"brax:{n}" for n in brax_env_names()]
-        + [f"probe:{n}" for n in PROBES + TABULAR]
+        + [f"probe:{n}" for n in PROBES + TABULAR + ACTION_PROBES]
+        + suite_env_ids()
         + [f"custom:{n}" for n in CUSTOM]
     )
 
@@ -76,9 +101,13 @@ def list_env_ids() -> list[str]:
 def check_env_id(env_id: str) -> None:
     """Raises ``ValueError`` unless ``env_id`` names an environment this package can make.
 
-    Only the named backend is imported (brax is slow to import).
+    Only the named backend is imported (brax is slow to import). An optional suite that is
+    not installed is refused with the extra to install.
     """
     backend, name = parse_env_id(env_id)
+    if backend in SUITES:
+        check_suite_env_id(env_id, backend, name)
+        return
     if backend == "gymnax":
         import gymnax
 
@@ -88,7 +117,7 @@ def check_env_id(env_id: str) -> None:
             raise ValueError(f"env_id={env_id!r} is not supported: {BRAX_UNSUPPORTED[name]}")
         known = brax_env_names()
     elif backend == "probe":
-        known = list(PROBES + TABULAR)
+        known = list(PROBES + TABULAR + ACTION_PROBES)
     else:
         known = list(CUSTOM)
     if name not in known:
@@ -99,7 +128,7 @@ def make(env_id: str, brax_backend: str = DEFAULT_BACKEND) -> Environment:
     """Makes the bare (auto-resetting, unwrapped) environment for ``env_id``.
 
     The episode time limit is an env param (``max_steps_in_episode``, traced; brax envs
-    default to 1000 steps): see :func:`with_time_limit`.
+    default to 1000 steps, the optional suites to their own limit): see :func:`with_time_limit`.
 
     Args:
         env_id: ``backend:name``.
@@ -110,11 +139,15 @@ def make(env_id: str, brax_backend: str = DEFAULT_BACKEND) -> Environment:
         return GymnaxEnv(name)
     if backend == "brax":
         return BraxEnv(name, backend=brax_backend)
+    if backend in SUITES:
+        return make_suite_env(env_id, backend, name)
     if backend == "custom":
         check_env_id(env_id)
         return CUSTOM[name]()
     if name in TABULAR:
         return TabularEnv()
+    if name in ACTION_PROBES:
+        return make_action_probe(name)
     return ProbeEnv(name)
 
 
@@ -134,12 +167,15 @@ def with_time_limit(params: Any, steps: int) -> Any:
 
 
 __all__ = [
+    "ACTION_PROBES",
     "BACKENDS",
     "CUSTOM",
     "BACKEND_NAMES",
     "BRAX_UNSUPPORTED",
     "DEFAULT_BACKEND",
     "PROBES",
+    "REFUSED_BACKENDS",
+    "SUITES",
     "TABULAR",
     "Box",
     "BraxEnv",
@@ -148,6 +184,10 @@ __all__ = [
     "Environment",
     "EpisodeStatistics",
     "GymnaxEnv",
+    "MaskedObs",
+    "MaskedProbe",
+    "MultiDiscrete",
+    "MultiDiscreteProbe",
     "NormalizeObservation",
     "ProbeEnv",
     "RunningStats",
@@ -156,8 +196,10 @@ __all__ = [
     "VecEnv",
     "Wrapper",
     "check_env_id",
+    "features",
     "list_env_ids",
     "make",
+    "map_features",
     "parse_env_id",
     "register",
     "with_time_limit",

@@ -25,13 +25,14 @@ class TimeStep(NamedTuple):
     """What an environment returns after ``reset`` or ``step`` (single env: no batch axis).
 
     Attributes:
-        obs: observation to act on next, ``[*obs_shape]`` float32.
+        obs: observation to act on next, ``[*obs_shape]`` float32, or a
+            :class:`MaskedObs` that also carries the legal actions.
         reward: reward of the transition, ``[]`` float32 (0 after reset).
         terminated: the episode reached a terminal state, ``[]`` bool (bootstrap with 0).
         truncated: the episode hit a time limit without terminating, ``[]`` bool
             (bootstrap with ``V(final_obs)``).
-        final_obs: the observation the transition led to, before any auto-reset,
-            ``[*obs_shape]`` float32.
+        final_obs: the observation the transition led to, before any auto-reset (of the
+            same kind as ``obs``).
         info: wrapper-provided extras (e.g. episode statistics); a dict of arrays.
     """
 
@@ -63,7 +64,51 @@ class Box:
         return (len(self.low),)
 
 
-ActionSpace = Discrete | Box
+@dataclasses.dataclass(frozen=True)
+class MultiDiscrete:
+    """``K`` independent discrete choices; factor ``k`` takes ``nvec[k]`` values.
+
+    Actions are ``[K]`` int32 vectors. The policy is a product of ``K`` categoricals: its
+    log-prob, entropy, KL and Fisher are sums over the factors.
+    """
+
+    nvec: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The action vector's shape, ``(K,)``."""
+        return (len(self.nvec),)
+
+
+ActionSpace = Discrete | MultiDiscrete | Box
+
+
+class MaskedObs(NamedTuple):
+    """An observation together with the actions that are legal in it.
+
+    Environments with action masks return this as ``TimeStep.obs`` (and ``final_obs``);
+    the policy gives the illegal actions probability exactly 0.
+
+    Attributes:
+        obs: the observation proper, ``[*obs_shape]`` float32.
+        action_mask: ``[n]`` bool for ``Discrete(n)``, ``[K, max(nvec)]`` bool for
+            ``MultiDiscrete(nvec)`` (one row per factor); ``True`` marks a legal action.
+    """
+
+    obs: jax.Array
+    action_mask: jax.Array
+
+
+def features(obs: Any) -> jax.Array:
+    """The observation proper: ``obs.obs`` of a :class:`MaskedObs`, else ``obs`` itself."""
+    return obs.obs if isinstance(obs, MaskedObs) else obs
+
+
+def map_features(fn: Any, obs: Any) -> Any:
+    """``obs`` with ``fn`` applied to its observation proper (a mask is left as it is)."""
+    if isinstance(obs, MaskedObs):
+        return obs._replace(obs=fn(obs.obs))
+    return fn(obs)
 
 
 def box(low: Any, high: Any, dim: int) -> Box:
@@ -86,8 +131,8 @@ class Environment(abc.ABC):
 
     @property
     def is_discrete(self) -> bool:
-        """Whether actions are integers (``Discrete``) rather than vectors (``Box``)."""
-        return isinstance(self.action_space, Discrete)
+        """Whether actions are integers (``Discrete``, ``MultiDiscrete``), not a ``Box``."""
+        return isinstance(self.action_space, Discrete | MultiDiscrete)
 
     @abc.abstractmethod
     def default_params(self) -> Any:
@@ -133,9 +178,9 @@ class Wrapper(Environment):
         return env.unwrapped() if isinstance(env, Wrapper) else env
 
 
-def first_timestep(obs: jax.Array) -> TimeStep:
-    """The ``TimeStep`` that ``reset`` returns for a fresh observation."""
-    obs = jnp.asarray(obs, jnp.float32)
+def first_timestep(obs: Any) -> TimeStep:
+    """The ``TimeStep`` that ``reset`` returns for a fresh observation (or :class:`MaskedObs`)."""
+    obs = map_features(lambda x: jnp.asarray(x, jnp.float32), obs)
     false = jnp.zeros((), bool)
     return TimeStep(obs, jnp.zeros((), jnp.float32), false, false, obs, {})
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from .core import Box, Environment, TimeStep, Wrapper
+from .core import Box, Environment, TimeStep, Wrapper, features, map_features
 
 
 @struct.dataclass
@@ -173,13 +173,14 @@ class NormalizeObservation(Wrapper):
     """Normalises a :class:`VecEnv`'s observations by running statistics kept in its state.
 
     Statistics are updated with each batch of new observations, then ``obs`` and
-    ``final_obs`` are normalised with the same (updated) statistics.
+    ``final_obs`` are normalised with the same (updated) statistics (an action mask is left
+    as it is).
     """
 
     def reset(self, key: jax.Array, params: Any) -> tuple[NormalizeState, TimeStep]:
         """Resets the inner environments and starts the statistics from their first batch."""
         env_state, ts = self.env.reset(key, params)
-        stats = RunningStats.create(self.observation_shape).update(ts.obs)
+        stats = RunningStats.create(self.observation_shape).update(features(ts.obs))
         return NormalizeState(env_state, stats), self._apply(ts, stats)
 
     def step(
@@ -187,9 +188,12 @@ class NormalizeObservation(Wrapper):
     ) -> tuple[NormalizeState, TimeStep]:
         """Steps the inner environments and updates the statistics."""
         env_state, ts = self.env.step(key, state.env_state, action, params)
-        stats = state.stats.update(ts.obs)
+        stats = state.stats.update(features(ts.obs))
         return NormalizeState(env_state, stats), self._apply(ts, stats)
 
     @staticmethod
     def _apply(ts: TimeStep, stats: RunningStats) -> TimeStep:
-        return ts._replace(obs=stats.normalize(ts.obs), final_obs=stats.normalize(ts.final_obs))
+        return ts._replace(
+            obs=map_features(stats.normalize, ts.obs),
+            final_obs=map_features(stats.normalize, ts.final_obs),
+        )

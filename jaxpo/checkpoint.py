@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from .config import Config
+from .config import USER_TORSO, Config
 from .hparams import HParams
 from .train import RunnerState, default_hparams, make_trainer
 
@@ -64,9 +64,30 @@ class Checkpoint(NamedTuple):
     update: int
 
 
-def config_from_dict(fields: dict[str, Any]) -> Config:
-    """A :class:`Config` from its flat ``to_dict()`` (JSON turns tuples into lists)."""
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+def config_from_dict(fields: dict[str, Any], torso: Any = None) -> Config:
+    """A :class:`Config` from its flat ``to_record()`` (JSON turns tuples into lists).
+
+    Args:
+        fields: the record.
+        torso: the flax module a record with a user torso (``"module:pkg.Class"``) was
+            trained with; it must be an instance of that class.
+
+    Raises:
+        ValueError: the record names a user torso and ``torso`` is not an instance of it.
+    """
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    recorded = fields.get("torso")
+    if isinstance(recorded, str) and recorded.startswith(USER_TORSO):
+        name = recorded[len(USER_TORSO) :]
+        given = None if torso is None else f"{type(torso).__module__}.{type(torso).__qualname__}"
+        if given != name:
+            raise ValueError(
+                f"the run's torso is the user module {name}, which a file cannot hold: pass "
+                f"an instance, checkpoint.load(directory, torso=...)"
+                + ("" if given is None else f" (got a {given})")
+            )
+        fields["torso"] = torso
+    return Config(**fields)
 
 
 def state_template(config: Config) -> tuple[Any, Any]:
@@ -140,7 +161,11 @@ def save(
     checkpointer.wait_until_finished()
     found = sorted(p for p in fresh.rglob("*") if p.is_file())
     files = {p.relative_to(fresh).as_posix(): file_sha256(p) for p in found}
-    run = {"config": config.to_dict(), "seeds": [int(s) for s in np.asarray(seeds)]}
+    run = {
+        "config": config.to_record(),
+        "seeds": [int(s) for s in np.asarray(seeds)],
+        "update": int(np.asarray(state.update).reshape(-1)[0]),  # for watchers; arrays rule
+    }
     partial = directory / f"{RUN_FILE}.new"
     partial.write_text(json.dumps(seal({**run, "files": files}), indent=2))
     if (directory / ARRAYS).exists():
@@ -235,13 +260,15 @@ def _hushed(arrays: Path) -> Iterator[None]:
         sys.unraisablehook = previous
 
 
-def load(directory: str | Path, *, trust_unverified: bool = False) -> Checkpoint:
+def load(directory: str | Path, *, trust_unverified: bool = False, torso: Any = None) -> Checkpoint:
     """Restores the run saved in ``directory`` by :func:`save`, after verifying it.
 
     Args:
         directory: the run directory.
         trust_unverified: load a checkpoint saved without digests (older jaxpo) unverified;
             one with digests is always verified.
+        torso: the flax module instance of a run trained with a user torso (a file
+            records only its class).
 
     Raises:
         FileNotFoundError: ``directory`` holds no checkpoint.
@@ -262,7 +289,7 @@ def load(directory: str | Path, *, trust_unverified: bool = False) -> Checkpoint
         )
 
     try:
-        config = config_from_dict(fields)
+        config = config_from_dict(fields, torso)
         state_shapes, hparams_template = state_template(config)
         seeds = np.asarray(run["seeds"], np.int64).reshape(-1)
     except (TypeError, ValueError, KeyError, AttributeError) as err:

@@ -99,8 +99,35 @@ def nonfinite_entries(traj: Transition) -> jax.Array:
         ``[]`` float32 count (an observation can count twice: once in ``obs``, once in
         ``final_obs``); positive when the environment emitted NaN or ±inf.
     """
-    arrays = (traj.obs, traj.final_obs, traj.reward)
+    arrays = (envs.features(traj.obs), envs.features(traj.final_obs), traj.reward)
     return sum(jnp.sum(~jnp.isfinite(x)) for x in arrays).astype(jnp.float32)
+
+
+def illegal_actions(obs: Any, action: jax.Array, factored: bool = False) -> jax.Array:
+    """How many sampled actions their observation's action mask forbids, ``[]`` float32.
+
+    A multi-discrete action counts once however many of its factors are illegal.
+
+    Args:
+        obs: :class:`~jaxpo.envs.MaskedObs` with masks ``[..., A]`` (``[..., K, A]`` for
+            multi-discrete actions).
+        action: ``[...]`` (``[..., K]``) integer actions.
+        factored: the actions are multi-discrete (their last axis is the factor axis K).
+    """
+    legal = jnp.take_along_axis(obs.action_mask, action[..., None].astype(jnp.int32), axis=-1)
+    illegal = ~legal[..., 0]
+    if factored:
+        illegal = jnp.any(illegal, axis=-1)
+    return jnp.sum(illegal).astype(jnp.float32)
+
+
+def rollout_health(traj: Transition) -> dict[str, jax.Array]:
+    """``env_nonfinite`` and, for environments with action masks, ``illegal_actions``."""
+    metrics = {"env_nonfinite": nonfinite_entries(traj)}
+    if isinstance(traj.obs, envs.MaskedObs):
+        factored = traj.action.ndim > traj.reward.ndim  # [T, N, K] against [T, N]
+        metrics["illegal_actions"] = illegal_actions(traj.obs, traj.action, factored)
+    return metrics
 
 
 def estimate(
@@ -197,7 +224,7 @@ def make_sample_collect(
                 "episode_length": ep_length,
                 "episodes": ep_count,
                 "explained_variance": health.explained_variance(values, returns),
-                "env_nonfinite": nonfinite_entries(traj),
+                **rollout_health(traj),
             },
         )
 
@@ -257,7 +284,7 @@ def group_batch(
         return jnp.swapaxes(x, 0, 1)
 
     batch = TrajectoryBatch(
-        obs=trajectory_major(traj.obs),
+        obs=jax.tree.map(trajectory_major, traj.obs),
         action=trajectory_major(traj.action),
         log_prob=trajectory_major(traj.log_prob),
         mask=trajectory_major(mask),
@@ -296,9 +323,7 @@ def make_trajectory_collect(config: Config, env: envs.Environment, networks: Net
             config.num_steps,
         )
         batch, metrics = group_batch(traj, hparams.gamma, config.group_size)
-        return Collected(
-            env_state, obs, batch, {**metrics, "env_nonfinite": nonfinite_entries(traj)}
-        )
+        return Collected(env_state, obs, batch, {**metrics, **rollout_health(traj)})
 
     return collect
 

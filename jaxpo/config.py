@@ -21,9 +21,14 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+import flax.linen as nn
+
 from . import envs, registry
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
+
+#: Prefix of a user torso module's class name in a JSON record of the config.
+USER_TORSO = "module:"
 
 #: Loop sizes of a run whose algorithm does not set its own (see ``AlgoConfig.CONFIG_DEFAULTS``).
 LOOP_DEFAULTS = MappingProxyType(
@@ -76,8 +81,17 @@ class Config:
         update_epochs: passes over each batch (default: the algorithm's, else 4).
         num_minibatches: minibatches per epoch; must divide the batch (default: the
             algorithm's, else 4).
-        hidden_sizes: widths of the actor's and the critic's hidden layers.
+        hidden_sizes: widths of the actor's and the critic's hidden layers (after the torso).
         activation: hidden-layer activation, one of :data:`ACTIVATIONS`.
+        torso: what the actor and the critic (each with its own weights) put before their
+            hidden layers: ``"mlp"`` (nothing: observations are flattened), ``"cnn"``
+            (convolutions over image observations ``[H, W, C]``), or, from Python, a
+            flax module instance mapping ``[B, *obs_shape]`` to ``[B, F]`` (flax modules
+            are hashable, so it is part of the static config).
+        cnn_channels: output channels of each convolution of ``torso="cnn"``.
+        cnn_kernels: square kernel size of each convolution.
+        cnn_strides: stride of each convolution.
+        layer_norm: LayerNorm after each hidden Dense layer, before its activation.
         normalize_obs: normalise observations with running statistics (env state).
         normalize_advantages: standardise advantages per minibatch (PPO) or over the whole
             batch (TRPO, NPG).
@@ -104,6 +118,11 @@ class Config:
     num_minibatches: int = None  # type: ignore[assignment]
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
+    torso: Any = "mlp"
+    cnn_channels: tuple[int, ...] = (16,)
+    cnn_kernels: tuple[int, ...] = (3,)
+    cnn_strides: tuple[int, ...] = (1,)
+    layer_norm: bool = False
     normalize_obs: bool = False
     normalize_advantages: bool = True
     clip_value_loss: bool = True
@@ -171,6 +190,18 @@ class Config:
             f.name: getattr(self.algo_config, f.name) for f in dataclasses.fields(self.algo_config)
         }
         return {**common, **section}
+
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`to_dict` made JSON-safe: a flax-module torso becomes ``"module:pkg.Class"``.
+
+        A module cannot be rebuilt from that text: whoever loads the record passes it again
+        (``checkpoint.load(directory, torso=...)``).
+        """
+        fields = self.to_dict()
+        if isinstance(self.torso, nn.Module):
+            kind = type(self.torso)
+            fields["torso"] = f"{USER_TORSO}{kind.__module__}.{kind.__qualname__}"
+        return fields
 
     @property
     def batch_size(self) -> int:
@@ -304,10 +335,32 @@ def check_type(name: str, value: Any, default: Any) -> None:
     raise ValueError(f"{name} must be {what}, got {value!r}{hint}")
 
 
+def check_torso(config: Config) -> None:
+    """Raises ``ValueError`` for an unknown torso or malformed CNN sizes.
+
+    The torso must be ``"mlp"``, ``"cnn"`` or a flax module; the CNN's channels, kernels
+    and strides positive integers, one of each per convolution.
+    """
+    torso = config.torso
+    if not isinstance(torso, nn.Module):
+        one_of("torso", torso, ("mlp", "cnn"))
+    sizes = {n: getattr(config, n) for n in ("cnn_channels", "cnn_kernels", "cnn_strides")}
+    for name, value in sizes.items():
+        if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+            raise ValueError(f"{name} must be a non-empty tuple of positive integers, got {value}")
+    if len({len(v) for v in sizes.values()}) > 1:
+        raise ValueError(
+            "cnn_channels, cnn_kernels and cnn_strides need one entry per convolution, got "
+            + ", ".join(f"{n}={v}" for n, v in sizes.items())
+        )
+
+
 def validate_config(config: Config) -> None:
     """Raises ``ValueError`` naming the field if ``config`` cannot make a valid run."""
     for name, value in config.to_dict().items():
-        check_type(name, value, field_default(config.algo, name))
+        if name != "torso":
+            check_type(name, value, field_default(config.algo, name))
+    check_torso(config)
     envs.check_env_id(config.env_id)
     one_of("brax_backend", config.brax_backend, envs.BACKENDS)
     for name in (

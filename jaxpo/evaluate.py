@@ -106,7 +106,7 @@ def select_action(
         ``[B, action_dim]``.
     """
     if policy.stats is not None:
-        obs = policy.stats.normalize(obs)
+        obs = envs.map_features(policy.stats.normalize, obs)
     dist = distribution(actor.apply(policy.params, obs))
     return jnp.where(deterministic, dist.mode(), dist.sample(seed=key))
 

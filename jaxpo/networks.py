@@ -1,4 +1,8 @@
-"""Actor and critic MLPs (flax) with distrax heads.
+"""Actor and critic networks (flax): an optional torso (a CNN, or a user's module), then an MLP.
+
+The actor's output is a policy output of :mod:`jaxpo.distributions` (categorical logits,
+with masked and padding actions at ``MASKED_LOGIT``; a product of categoricals; or a
+diagonal Gaussian); :func:`distribution` turns it into a distrax object.
 
 Weights use orthogonal initialisation. Under ``vmap`` a plain orthogonal initializer becomes
 one batched LAPACK QR, which can deadlock jaxlib's CPU thread pool on 2-core machines; here
@@ -11,12 +15,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import envs
+from .distributions import FACTORED, DistParams, distribution, mask_logits
+
+__all__ = [
+    "CNN",
+    "MLP",
+    "TORSOS",
+    "Actor",
+    "Critic",
+    "Networks",
+    "distribution",
+    "factor_logits",
+    "make_networks",
+    "make_torso",
+    "orthogonal",
+]
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
 
@@ -33,31 +52,81 @@ def orthogonal(scale: float) -> Initializer:
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
 
+#: Network torsos chosen by name (``Config.torso``); a flax module instance is the third kind.
+TORSOS = ("mlp", "cnn")
+
+
+class CNN(nn.Module):
+    """Convolutions (``VALID`` padding, ReLU) over images ``[B, H, W, C]``, flattened to ``[B, F]``.
+
+    The default is MinAtar's small network: one 3×3 convolution with 16 channels, stride 1
+    (Young & Tian 2019), followed in the policy and value networks by their MLP layers.
+    """
+
+    channels: tuple[int, ...] = (16,)
+    kernels: tuple[int, ...] = (3,)
+    strides: tuple[int, ...] = (1,)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Maps ``[B, H, W, C]`` to ``[B, F]``."""
+        for width, kernel, stride in zip(self.channels, self.kernels, self.strides, strict=True):
+            conv = nn.Conv(
+                width, (kernel, kernel), (stride, stride), "VALID", kernel_init=orthogonal(2**0.5)
+            )
+            x = nn.relu(conv(x))
+        return x.reshape(x.shape[0], -1)
+
 
 class MLP(nn.Module):
-    """Hidden layers then a linear output; inputs ``[..., *obs_shape]`` are flattened."""
+    """An optional torso, hidden layers, then a linear output.
+
+    Without a torso, inputs ``[..., *obs_shape]`` are flattened. A torso (a flax module)
+    maps observations ``[B, *obs_shape]`` with one batch axis to features ``[B, F]``;
+    leading batch axes are folded into one around it. With ``layer_norm`` each hidden
+    layer is ``act(LayerNorm(Dense(x)))``.
+    """
 
     hidden_sizes: tuple[int, ...]
     out_size: int
     activation: str
     out_scale: float
     obs_ndim: int
+    torso: Any = None
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps ``[..., *obs_shape]`` to ``[..., out_size]``."""
-        x = x.reshape(x.shape[: x.ndim - self.obs_ndim] + (-1,))
+        batch, obs_shape = x.shape[: x.ndim - self.obs_ndim], x.shape[x.ndim - self.obs_ndim :]
+        if self.torso is not None:
+            x = self.torso(x.reshape((-1, *obs_shape)))
+        x = x.reshape((*batch, -1))
         act = _ACTIVATIONS[self.activation]
         for width in self.hidden_sizes:
-            x = act(nn.Dense(width, kernel_init=orthogonal(2**0.5))(x))
+            x = nn.Dense(width, kernel_init=orthogonal(2**0.5))(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = act(x)
         return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x)
 
 
-class Actor(nn.Module):
-    """Policy network: categorical logits, or a diagonal Gaussian with state-independent log-std.
+def factor_logits(flat: jax.Array, nvec: tuple[int, ...]) -> jax.Array:
+    """Splits logits ``[..., sum(nvec)]`` into ``[..., K, max(nvec)]``, padded with MASKED_LOGIT."""
+    width = max(nvec)
+    starts = np.cumsum((0, *nvec[:-1]))
+    index = starts[:, None] + np.arange(width)[None, :]
+    valid = np.arange(width)[None, :] < np.asarray(nvec)[:, None]
+    return mask_logits(flat[..., np.where(valid, index, 0)], jnp.asarray(valid))
 
-    ``__call__`` returns ``(mean_or_logits, log_std)`` (log_std is
-    ``None`` for discrete actions); :func:`distribution` turns that into a distrax object.
+
+class Actor(nn.Module):
+    """Policy network: categorical logits (one, or one per factor), or a diagonal Gaussian.
+
+    ``__call__`` returns a policy output (see :mod:`jaxpo.distributions`):
+    ``(logits, None)``, ``(logits [..., K, A], FACTORED)`` when ``factors`` (a
+    ``MultiDiscrete``'s ``nvec``) is set, or ``(mean, log_std)`` with a state-independent
+    log-std. A :class:`~jaxpo.envs.MaskedObs` input masks the illegal actions' logits.
     """
 
     hidden_sizes: tuple[int, ...]
@@ -66,13 +135,28 @@ class Actor(nn.Module):
     activation: str
     obs_ndim: int
     log_std_init: float = 0.0
+    factors: tuple[int, ...] = ()
+    torso: Any = None
+    layer_norm: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array | None]:
-        """Distribution parameters for observations ``[..., *obs_shape]``."""
-        out = MLP(self.hidden_sizes, self.action_dim, self.activation, 0.01, self.obs_ndim)(obs)
+    def __call__(self, obs: Any) -> DistParams:
+        """Distribution parameters for observations ``[..., *obs_shape]`` (or ``MaskedObs``)."""
+        mask = obs.action_mask if isinstance(obs, envs.MaskedObs) else None
+        size = sum(self.factors) if self.factors else self.action_dim
+        out = MLP(
+            self.hidden_sizes,
+            size,
+            self.activation,
+            0.01,
+            self.obs_ndim,
+            self.torso,
+            self.layer_norm,
+        )(envs.features(obs))
+        if self.factors:
+            return mask_logits(factor_logits(out, self.factors), mask), FACTORED
         if self.discrete:
-            return out, None
+            return mask_logits(out, mask), None
         log_std = self.param(
             "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
         )
@@ -80,29 +164,21 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """State-value network ``V(s)``: ``[..., *obs_shape] -> [...]``."""
+    """State-value network ``V(s)``: ``[..., *obs_shape] -> [...]`` (a mask is ignored)."""
 
     hidden_sizes: tuple[int, ...]
     activation: str
     obs_ndim: int
+    torso: Any = None
+    layer_norm: bool = False
 
     @nn.compact
-    def __call__(self, obs: jax.Array) -> jax.Array:
+    def __call__(self, obs: Any) -> jax.Array:
         """Values of observations ``[..., *obs_shape]``."""
-        return MLP(self.hidden_sizes, 1, self.activation, 1.0, self.obs_ndim)(obs)[..., 0]
-
-
-def distribution(dist_params: tuple[jax.Array, jax.Array | None]) -> distrax.Distribution:
-    """A distrax distribution from an :class:`Actor`'s output.
-
-    The diagonal Gaussian is ``Independent(Normal)`` rather than ``MultivariateNormalDiag``:
-    the same density, but the latter's bijector machinery made the PPO program on
-    Pendulum-v1 take 3.7x longer to compile here (35 s vs 9.5 s).
-    """
-    loc, log_std = dist_params
-    if log_std is None:
-        return distrax.Categorical(logits=loc)
-    return distrax.Independent(distrax.Normal(loc, jnp.exp(log_std)), reinterpreted_batch_ndims=1)
+        mlp = MLP(
+            self.hidden_sizes, 1, self.activation, 1.0, self.obs_ndim, self.torso, self.layer_norm
+        )
+        return mlp(envs.features(obs))[..., 0]
 
 
 class Networks(NamedTuple):
@@ -112,18 +188,53 @@ class Networks(NamedTuple):
     critic: Critic | None
 
 
+def make_torso(config: Any, env: envs.Environment) -> nn.Module | None:
+    """The torso ``config.torso`` names on ``env`` (``None`` for the plain MLP).
+
+    Raises:
+        ValueError: a CNN on observations that are not images ``[H, W, C]``, or whose
+            kernels and strides leave no pixel of them.
+    """
+    if isinstance(config.torso, nn.Module):
+        return config.torso
+    if config.torso == "mlp":
+        return None
+    if len(env.observation_shape) != 3:
+        raise ValueError(
+            f"torso='cnn' needs image-like observations [H, W, C]; {env.name} gives "
+            f"{list(env.observation_shape)} (use torso='mlp')"
+        )
+    height, width = env.observation_shape[:2]
+    sizes = zip(config.cnn_kernels, config.cnn_strides, strict=True)  # validate_config: same length
+    for layer, (kernel, stride) in enumerate(sizes):
+        if min(height, width) < kernel:
+            raise ValueError(
+                f"the CNN's layer {layer} has kernel {kernel} but {env.name}'s images are "
+                f"{height}x{width} by then (VALID padding); use smaller cnn_kernels or "
+                "cnn_strides, or fewer layers"
+            )
+        height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+    return CNN(tuple(config.cnn_channels), tuple(config.cnn_kernels), tuple(config.cnn_strides))
+
+
 def make_networks(config: Any, env: envs.Environment, critic: bool = True) -> Networks:
     """The actor (and critic, unless ``critic=False``) a config asks for on ``env``."""
     space = env.action_space
-    discrete = isinstance(space, envs.Discrete)
     obs_ndim = len(env.observation_shape)
+    torso = make_torso(config, env)
+    factors = tuple(space.nvec) if isinstance(space, envs.MultiDiscrete) else ()
+    action_dim = space.n if isinstance(space, envs.Discrete) else space.shape[0]
     actor = Actor(
         hidden_sizes=tuple(config.hidden_sizes),
-        action_dim=space.n if discrete else space.shape[0],
-        discrete=discrete,
+        action_dim=max(factors) if factors else action_dim,
+        discrete=env.is_discrete,
         activation=config.activation,
         obs_ndim=obs_ndim,
         log_std_init=config.log_std_init,
+        factors=factors,
+        torso=torso,
+        layer_norm=config.layer_norm,
     )
-    value = Critic(tuple(config.hidden_sizes), config.activation, obs_ndim) if critic else None
+    sizes = tuple(config.hidden_sizes)
+    value = Critic(sizes, config.activation, obs_ndim, torso, config.layer_norm) if critic else None
     return Networks(actor, value)

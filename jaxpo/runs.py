@@ -212,7 +212,7 @@ def train_summary(
     return {
         "algo": config.algo,
         "env_id": config.env_id,
-        "config": config.to_dict(),
+        "config": config.to_record(),
         "hparams": {k: float(v[0]) for k, v in sweep.columns(hparams).items()},
         "seeds": [int(s) for s in seeds],
         "final_return": [float(v) for v in final],
@@ -231,7 +231,7 @@ def sweep_summary(
     return {
         "algo": config.algo,
         "env_id": config.env_id,
-        "config": config.to_dict(),
+        "config": config.to_record(),
         "seeds": sorted({int(row["seed"]) for row in table.rows}),
         "num_members": layout.num_members,
         "num_chunks": layout.num_chunks,

@@ -232,7 +232,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
         rule = checked_rule(hparams)
         key, k_actor, k_critic, k_env = jax.random.split(key, 4)
         env_state, ts = env.reset(k_env, hparams.env_params)
-        params = init_params(networks, k_actor, k_critic, ts.obs[:1])
+        params = init_params(networks, k_actor, k_critic, jax.tree.map(lambda x: x[:1], ts.obs))
         zero = jnp.zeros((), jnp.float32)
         return RunnerState(
             params,

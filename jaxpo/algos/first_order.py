@@ -68,7 +68,7 @@ def make_optimizer(config: Config, hparams: HParams) -> optax.GradientTransforma
 
 def shuffled_minibatches(key: jax.Array, batch: Batch, num_minibatches: int) -> Batch:
     """Permutes ``batch`` and splits it into ``[num_minibatches, N / num_minibatches, ...]``."""
-    n = batch.obs.shape[0]
+    n = batch.action.shape[0]
     perm = jax.random.permutation(key, n)
     return jax.tree.map(
         lambda x: jnp.take(x, perm, axis=0).reshape((num_minibatches, -1) + x.shape[1:]), batch

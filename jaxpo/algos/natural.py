@@ -110,12 +110,13 @@ class PolicyProblem(NamedTuple):
 PolicyStep = Callable[[PolicyProblem, Any], tuple[Any, dict[str, jax.Array]]]
 
 
-def fisher_samples(config: Config, obs: jax.Array) -> jax.Array:
+def fisher_samples(config: Config, obs: Any) -> Any:
     """Every ``fisher_subsample``-th time step of every environment's rollout.
 
     Args:
         config: the run's config (``num_steps``, ``num_envs``, ``fisher_subsample``).
-        obs: the batch's observations, flattened time-major, ``[T·B, *obs_shape]``.
+        obs: the batch's observations, flattened time-major, ``[T·B, *obs_shape]`` (or a
+            ``MaskedObs`` of such arrays).
 
     Returns:
         ``[ceil(T/k)·B, *obs_shape]``: all environments are kept, so a large ``k`` thins
@@ -124,8 +125,12 @@ def fisher_samples(config: Config, obs: jax.Array) -> jax.Array:
     k = config.fisher_subsample
     if k == 1:
         return obs
-    by_step = obs.reshape((config.num_steps, config.num_envs) + obs.shape[1:])
-    return by_step[::k].reshape((-1,) + obs.shape[1:])
+
+    def thin(x: jax.Array) -> jax.Array:
+        by_step = x.reshape((config.num_steps, config.num_envs) + x.shape[1:])
+        return by_step[::k].reshape((-1,) + x.shape[1:])
+
+    return jax.tree.map(thin, obs)
 
 
 def make_natural_loss(config: Config, hparams: NaturalHParams, networks: Networks) -> LossFn:

@@ -1,7 +1,8 @@
 """Closed-form KL divergences between policy outputs, per sample.
 
 A policy output is what :class:`~jaxpo.networks.Actor` returns: ``(logits, None)`` for a
-categorical policy, ``(mean, log_std)`` for a diagonal Gaussian.
+categorical policy, ``(logits [..., K, A], FACTORED)`` for a product of ``K`` categoricals,
+``(mean, log_std)`` for a diagonal Gaussian (see :mod:`jaxpo.distributions`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-DistParams = tuple[jax.Array, jax.Array | None]
+from ..distributions import DistParams, Factored
 
 
 def categorical_kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
@@ -41,7 +42,12 @@ def gaussian_kl(
 
 
 def kl_divergence(p: DistParams, q: DistParams) -> jax.Array:
-    """KL(p‖q) per sample between two policy outputs of the same kind, ``[...]``."""
+    """KL(p‖q) per sample between two policy outputs of the same kind, ``[...]``.
+
+    A product of categoricals sums the factors' KLs.
+    """
     if p[1] is None:
         return categorical_kl(p[0], q[0])
+    if isinstance(p[1], Factored):
+        return categorical_kl(p[0], q[0]).sum(axis=-1)
     return gaussian_kl(p[0], p[1], q[0], q[1])

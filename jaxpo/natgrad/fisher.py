@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..losses.kl import DistParams, kl_divergence
+from ..distributions import DistParams, is_categorical
+from ..losses.kl import kl_divergence
 
 ApplyFn = Callable[[Any], DistParams]
 Matvec = Callable[[Any], Any]
@@ -50,10 +51,14 @@ def gaussian_fisher(
 
 
 def output_fisher(dist_params: DistParams, tangent: DistParams) -> DistParams:
-    """The output Fisher of a policy output ``(logits, None)`` or ``(mean, log_std)``."""
+    """The output Fisher of a policy output (see :mod:`jaxpo.distributions`) times a tangent.
+
+    A product of categoricals has a block-diagonal Fisher, one block per factor: the
+    categorical formula applied along the last axis of ``[N, K, A]`` logits.
+    """
     loc, log_std = dist_params
-    if log_std is None:
-        return categorical_fisher(loc, tangent[0]), None
+    if is_categorical(dist_params):
+        return categorical_fisher(loc, tangent[0]), log_std
     return gaussian_fisher(log_std, tangent[0], tangent[1])
 
 
