@@ -2,11 +2,12 @@
 
 Usage::
 
-    python benchmarks/throughput.py [--quick] [--out benchmarks/results]
+    python benchmarks/throughput.py [--quick] [--out benchmarks/results] [--envs ...] [--tag T]
 
 For each environment (gymnax CartPole-v1 with PureJaxRL's classic PPO settings, brax
-inverted_pendulum on the ``spring`` backend with jaxpo's preset and fewer total steps) and for
-1 seed and 8 vmapped seeds, it measures:
+inverted_pendulum on the ``spring`` backend with jaxpo's preset and fewer total steps; on
+request, ``--envs minatar``: gymnax Breakout-MinAtar with jaxpo's preset, few updates, and the
+CNN torso timed beside the preset's MLP) and for 1 seed and 8 vmapped seeds, it measures:
 
 * ``compile_s``: ``jax.jit(f).lower(...).compile()`` wall time (tracing + XLA compile);
 * ``train_steps_per_s``: env steps per second of a whole training run, compile excluded,
@@ -14,11 +15,14 @@ inverted_pendulum on the ``spring`` backend with jaxpo's preset and fewer total 
 * ``raw_env_steps_per_s``: the same number of env steps with uniformly random actions in a
   jitted ``lax.scan`` over the same batched env stack the trainer steps, at the same number
   of parallel envs (8 seeds: the scan vmapped 8 ways);
-* ``train/raw`` and ``jaxpo/rejax`` (train throughput ratio, same env and seed count).
+* ``train/raw`` and ``jaxpo/rejax`` (train throughput ratio, same env and seed count);
+* for a case with several jaxpo networks (MinAtar: CNN and MLP), each one's train throughput
+  over the others' (JSON ``train_over_other_jaxpo``, a line under the table).
 
 Runs of the implementations being compared are interleaved (order alternating per repeat), so
-drift in machine speed hits them alike. Results go to ``<out>/throughput.json`` and
-``<out>/throughput.md``; the table is also printed.
+drift in machine speed hits them alike. Results go to ``<out>/throughput<tag>.json`` and
+``<out>/throughput<tag>.md`` (``--tag`` names a run of other cases apart); the table is also
+printed. rejax is not timed on MinAtar (no case settings for it here).
 
 rejax (the ``bench`` extra, ``rejax==0.1.3``) was written against gymnax < 1.0, whose ``step``
 returned five values ``(obs, state, reward, done, info)``; gymnax 1.x returns six with
@@ -32,6 +36,7 @@ on ``done``) for it, which is what rejax ran with the gymnax it was written for.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -43,6 +48,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +124,13 @@ class OldGymnaxStep:
 
 @dataclass
 class EnvCase:
-    """One environment's settings for both implementations."""
+    """One environment's settings for both implementations.
+
+    ``rejax_env=None``: rejax is not timed on this case. ``variants``: further jaxpo configs
+    (row name -> config) trained beside ``config`` (whose rows are named ``jaxpo_name``) in the
+    same group; they must step the same env stack (only network fields differ), so they share
+    its raw-env measurement.
+    """
 
     label: str
     config: jaxpo.Config
@@ -126,11 +138,18 @@ class EnvCase:
     rejax_env: Callable[[], tuple[Any, Any]] | None = None
     rejax_kwargs: dict[str, Any] = field(default_factory=dict)
     rejax_note: str = ""
+    jaxpo_name: str = "jaxpo"
+    variants: dict[str, jaxpo.Config] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
         """Env steps per seed actually done by a run (whole updates)."""
         return self.config.num_updates * self.config.batch_size
+
+    @property
+    def jaxpo_configs(self) -> dict[str, jaxpo.Config]:
+        """Row name -> config of every jaxpo training timed on this case, ``config`` first."""
+        return {self.jaxpo_name: self.config, **self.variants}
 
 
 def cartpole_case(total: int) -> EnvCase:
@@ -193,6 +212,22 @@ def pendulum_case(updates: int) -> EnvCase:
         rejax_env,
         {"normalize_observations": config.normalize_obs},
         note,
+    )
+
+
+def minatar_case(updates: int) -> EnvCase:
+    """jaxpo's gymnax:Breakout-MinAtar preset cut to ``updates`` updates, with the CNN torso
+    (``torso="cnn"``; the preset's convolutions and hidden layers) and beside it the MLP preset
+    (PureJaxRL's 256-256 ReLU over the flattened image), same loop sizes and hparams."""
+    config, hp = jaxpo.presets.get("ppo", "gymnax:Breakout-MinAtar")
+    config = config.replace(total_timesteps=updates * config.batch_size)
+    mlp = config.replace(torso="mlp", hidden_sizes=(256, 256), activation="relu")
+    return EnvCase(
+        "Breakout-MinAtar",
+        config.replace(torso="cnn"),
+        hp,
+        jaxpo_name="jaxpo cnn",
+        variants={"jaxpo mlp": mlp},
     )
 
 
@@ -399,17 +434,24 @@ def bench_group(case: EnvCase, seeds: int, repeats: int, impls: list[str]) -> li
     steps = case.steps * seeds
     timed: dict[str, Timed] = {}
     errors: dict[str, str] = {}
-    builders = {
-        "jaxpo": jaxpo_train_fn,
-        "jaxpo:raw": jaxpo_raw_fn,
-        "rejax": rejax_train_fn,
-        "rejax:raw": rejax_raw_fn,
-    }
-    wanted = [k for k in builders if k.split(":")[0] in impls]
+    # Timed name -> builder; a row is (row name, train name, raw name).
+    builders: dict[str, Callable[[], tuple[Callable, Callable[[int], tuple]]]] = {}
+    row_specs: list[tuple[str, str, str]] = []
+    if "jaxpo" in impls:
+        for name, config in case.jaxpo_configs.items():
+            builders[name] = partial(
+                jaxpo_train_fn, dataclasses.replace(case, config=config), seeds
+            )
+            row_specs.append((name, name, "jaxpo:raw"))
+        builders["jaxpo:raw"] = partial(jaxpo_raw_fn, case, seeds)
+    if "rejax" in impls and case.rejax_env is not None:
+        builders["rejax"] = partial(rejax_train_fn, case, seeds)
+        builders["rejax:raw"] = partial(rejax_raw_fn, case, seeds)
+        row_specs.append(("rejax", "rejax", "rejax:raw"))
     load_before = os.getloadavg()
-    for name in wanted:
+    for name, build in builders.items():
         try:
-            fn, args_of = builders[name](case, seeds)
+            fn, args_of = build()
             timed[name] = compile_fn(f"{case.label} {name} x{seeds}", fn, args_of, steps)
         except Exception as exc:  # noqa: BLE001 - reported in the results, not fatal
             errors[name] = f"{type(exc).__name__}: {exc}"
@@ -422,45 +464,50 @@ def bench_group(case: EnvCase, seeds: int, repeats: int, impls: list[str]) -> li
                 f"  {case.label} {name} x{seeds} run {r + 1}: {elapsed:.2f}s "
                 f"({steps / elapsed:,.0f} steps/s)"
             )
-
     load_after = os.getloadavg()
 
     def sps(name: str) -> float | None:
         return timed[name].steps_per_s if name in timed else None
 
+    def ratio(a: str, b: str, best: bool = False) -> float | None:
+        if a not in timed or b not in timed:
+            return None
+        if best:
+            return timed[a].best_steps_per_s / timed[b].best_steps_per_s
+        return timed[a].steps_per_s / timed[b].steps_per_s
+
+    jaxpo_names = list(case.jaxpo_configs) if "jaxpo" in impls else []
     rows = []
-    for impl in ("jaxpo", "rejax"):
-        if impl not in impls:
-            continue
-        train, raw = sps(impl), sps(f"{impl}:raw")
-        other = sps("rejax") if impl == "jaxpo" else None
+    for row_name, train_name, raw_name in row_specs:
+        is_jaxpo = row_name in jaxpo_names
+        train, raw = timed.get(train_name), timed.get(raw_name)
         row = {
             "env": case.label,
             "env_id": case.config.env_id,
-            "impl": impl,
+            "impl": row_name,
             "seeds": seeds,
             "steps_per_run": steps,
-            "compile_s": timed[impl].compile_s if impl in timed else None,
-            "train_steps_per_s": train,
-            "train_steps_per_s_best": timed[impl].best_steps_per_s if impl in timed else None,
-            "train_times_s": timed[impl].times if impl in timed else [],
-            "train_cpu_s": timed[impl].cpu_times if impl in timed else [],
-            "raw_env_steps_per_s": raw,
-            "raw_compile_s": timed[f"{impl}:raw"].compile_s if f"{impl}:raw" in timed else None,
-            "raw_times_s": timed[f"{impl}:raw"].times if f"{impl}:raw" in timed else [],
-            "train_over_raw": train / raw if train and raw else None,
-            "jaxpo_over_rejax": train / other if impl == "jaxpo" and train and other else None,
-            "jaxpo_over_rejax_best": (
-                timed["jaxpo"].best_steps_per_s / timed["rejax"].best_steps_per_s
-                if impl == "jaxpo" and "jaxpo" in timed and "rejax" in timed
-                else None
-            ),
+            "compile_s": train.compile_s if train else None,
+            "train_steps_per_s": sps(train_name),
+            "train_steps_per_s_best": train.best_steps_per_s if train else None,
+            "train_times_s": train.times if train else [],
+            "train_cpu_s": train.cpu_times if train else [],
+            "raw_env_steps_per_s": sps(raw_name),
+            "raw_compile_s": raw.compile_s if raw else None,
+            "raw_times_s": raw.times if raw else [],
+            "train_over_raw": ratio(train_name, raw_name),
+            "jaxpo_over_rejax": ratio(train_name, "rejax") if is_jaxpo else None,
+            "jaxpo_over_rejax_best": ratio(train_name, "rejax", best=True) if is_jaxpo else None,
             "loadavg_1m_before_after": [load_before[0], load_after[0]],
         }
-        err = errors.get(impl) or errors.get(f"{impl}:raw")
+        if is_jaxpo and len(jaxpo_names) > 1:
+            row["train_over_other_jaxpo"] = {
+                other: ratio(train_name, other) for other in jaxpo_names if other != row_name
+            }
+        err = errors.get(train_name) or errors.get(raw_name)
         if err:
             row["error"] = err
-        if impl == "rejax" and case.rejax_note:
+        if row_name == "rejax" and case.rejax_note:
             row["note"] = case.rejax_note
         rows.append(row)
     return rows
@@ -511,6 +558,11 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _fmt_ratio(value: float | None) -> str:
+    """Two decimals, or two significant digits below 0.01 (MinAtar's train/raw)."""
+    return _fmt(value, ".2f" if value is None or value >= 0.01 else ".2g")
+
+
 def markdown_table(rows: list[dict]) -> str:
     lines = [
         "| env | impl | seeds | compile_s | train_steps_per_s | raw_env_steps_per_s "
@@ -521,10 +573,26 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['env']} | {r['impl']} | {r['seeds']} | {_fmt(r['compile_s'], '.1f')} "
             f"| {_fmt(r['train_steps_per_s'], ',.0f')} | {_fmt(r['raw_env_steps_per_s'], ',.0f')} "
-            f"| {_fmt(r['train_over_raw'], '.2f')} | {_fmt(r['jaxpo_over_rejax'], '.2f')} "
+            f"| {_fmt_ratio(r['train_over_raw'])} | {_fmt(r['jaxpo_over_rejax'], '.2f')} "
             f"| {_fmt(r['jaxpo_over_rejax_best'], '.2f')} |"
         )
     return "\n".join(lines)
+
+
+def network_ratios(rows: list[dict]) -> str:
+    """One line per pair of jaxpo networks timed on one case (MinAtar: CNN and MLP): the train
+    throughput of the first over the second, per seed count; empty when there are none."""
+    cells: dict[tuple[str, str, str], list[str]] = {}
+    for r in rows:
+        for other, value in r.get("train_over_other_jaxpo", {}).items():
+            if (r["env"], other, r["impl"]) in cells:
+                continue  # the reciprocal is reported already
+            text = f"{r['seeds']} seed(s) {_fmt(value, '.2f')}"
+            cells.setdefault((r["env"], r["impl"], other), []).append(text)
+    return "\n".join(
+        f"{env}: {a} / {b} train steps/s: {', '.join(parts)}."
+        for (env, a, b), parts in cells.items()
+    )
 
 
 def settings_of(case: EnvCase) -> dict[str, Any]:
@@ -542,6 +610,10 @@ def settings_of(case: EnvCase) -> dict[str, Any]:
                 "num_minibatches",
                 "hidden_sizes",
                 "activation",
+                "torso",
+                "cnn_channels",
+                "cnn_kernels",
+                "cnn_strides",
                 "normalize_obs",
                 "anneal_lr",
                 "clip_value_loss",
@@ -564,6 +636,12 @@ def settings_of(case: EnvCase) -> dict[str, Any]:
         "num_updates": c.num_updates,
         "steps_per_seed": case.steps,
         "rejax_note": case.rejax_note,
+        "jaxpo_name": case.jaxpo_name,
+        # Each variant's fields that differ from ``config``.
+        "variants": {
+            name: {k: v for k, v in v_config.to_dict().items() if v != getattr(c, k)}
+            for name, v_config in case.variants.items()
+        },
     }
 
 
@@ -575,6 +653,10 @@ NOTES = """\
   `lax.scan`, same parallel envs (8 seeds: vmapped 8 ways). jaxpo rows step
   `jaxpo.make_env(config)`; rejax rows step the env rejax steps (its `vmap_step`).
 - `jaxpo/rejax`: jaxpo's train throughput over rejax's, same env and seed count.
+- Breakout-MinAtar (`--envs minatar`): jaxpo's preset loop (64 envs x 128 steps, 4 epochs x 8
+  minibatches) with `torso="cnn"` (row `jaxpo cnn`; network fields in the JSON settings)
+  beside the MLP preset (256-256 relu, `jaxpo mlp`), interleaved, one raw-env measurement
+  for both; rejax not timed.
 - rejax 0.1.3 expects gymnax < 1.0's five-value `step`; an adapter folds
   `terminated | truncated` into `done`. For brax, rejax's `Brax2GymnaxEnv` cannot run
   gymnax 1.x's `step` (it calls `is_truncated` on a brax `State`), so the adapter
@@ -598,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--envs",
         default=None,
-        help="comma list of cartpole,pendulum (default: both; --quick: cartpole)",
+        help="comma list of cartpole,pendulum,minatar (default: cartpole,pendulum; --quick: "
+        "cartpole)",
     )
     parser.add_argument("--impls", default="jaxpo,rejax", help="comma list of jaxpo,rejax")
     parser.add_argument(
@@ -610,10 +693,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pendulum-updates", type=int, default=None, help="PPO updates per seed (48)"
     )
+    parser.add_argument(
+        "--minatar-updates", type=int, default=None, help="PPO updates per seed (2; --quick: 1)"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the result file names")
     args = parser.parse_args(argv)
 
     cartpole_steps = args.cartpole_steps or (4 * 128 * 4 if args.quick else 500_000)
     pendulum_updates = args.pendulum_updates or (2 if args.quick else 48)
+    minatar_updates = args.minatar_updates or (1 if args.quick else 2)
 
     def repeats_for(seeds: int) -> int:
         if args.repeats:
@@ -632,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     makers = {
         "cartpole": lambda: cartpole_case(cartpole_steps),
         "pendulum": lambda: pendulum_case(pendulum_updates),
+        "minatar": lambda: minatar_case(minatar_updates),
     }
     cases = [makers[e.strip()]() for e in env_names.split(",") if e.strip()]
 
@@ -658,7 +747,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {case.label: settings_of(case) for case in cases},
         "rows": rows,
     }
-    (out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = f"throughput{args.tag}"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     machine = (
         f"jax {info['jax']}, backend {info['backend']}, {info['cpu_count']} CPUs "
         f"({info['cpu_model']}), XLA_FLAGS={info['XLA_FLAGS'] or '(none)'}"
@@ -668,18 +758,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{min(min(x) for x in loads):.1f}–{max(max(x) for x in loads):.1f}" if loads else "?"
     )
     repeats_text = ", ".join(f"{n} seed(s): {repeats_for(n)}" for n in seed_counts)
+    ratios = network_ratios(rows)
+    table_text = f"{table}\n\n{ratios}" if ratios else table
     md = (
         f"# PPO training throughput{' (quick smoke run, not a measurement)' if args.quick else ''}"
         f"\n\n`{result['command']}` — {result['date_utc']}; {machine}. Timed runs per cell "
         f"({repeats_text}); 1-minute load average during the cells {load_range} "
         f"(other processes on the machine slow runs unevenly; the interleaving and the median "
         f"keep the ratios fair, the best-run column shows the least disturbed runs).\n\n"
-        f"{table}\n\n{NOTES}"
+        f"{table_text}\n\n{NOTES}"
     )
-    (out / "throughput.md").write_text(md)
+    (out / f"{stem}.md").write_text(md)
     print()
-    print(table)
-    print(f"\nwrote {out / 'throughput.json'} and {out / 'throughput.md'} ({wall:.0f}s)")
+    print(table_text)
+    print(f"\nwrote {out / f'{stem}.json'} and {out / f'{stem}.md'} ({wall:.0f}s)")
     return 0
 
 
