@@ -81,6 +81,10 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
         ("ppo", f"gymnax:{game}-MinAtar"): (MINATAR, MINATAR_HPARAMS)
         for game in ("Breakout", "SpaceInvaders", "Asterix")
     },
+    ("ppo", "xminigrid:MiniGrid-EmptyRandom-6x6"): (
+        dict(CLASSIC, num_envs=16, total_timesteps=200_000),
+        dict(learning_rate=2.5e-4),
+    ),
     ("ppo", "gymnax:Pendulum-v1"): (
         dict(
             num_envs=16,
