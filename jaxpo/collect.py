@@ -106,7 +106,9 @@ def nonfinite_entries(traj: Transition) -> jax.Array:
 def illegal_actions(obs: Any, action: jax.Array, factored: bool = False) -> jax.Array:
     """How many sampled actions their observation's action mask forbids, ``[]`` float32.
 
-    A multi-discrete action counts once however many of its factors are illegal.
+    A multi-discrete action counts once however many of its factors are illegal. A step
+    whose mask forbids every action (e.g. a trapped snake in Jumanji's Snake) leaves the
+    policy no legal choice and is not counted.
 
     Args:
         obs: :class:`~jaxpo.envs.MaskedObs` with masks ``[..., A]`` (``[..., K, A]`` for
@@ -115,7 +117,7 @@ def illegal_actions(obs: Any, action: jax.Array, factored: bool = False) -> jax.
         factored: the actions are multi-discrete (their last axis is the factor axis K).
     """
     legal = jnp.take_along_axis(obs.action_mask, action[..., None].astype(jnp.int32), axis=-1)
-    illegal = ~legal[..., 0]
+    illegal = ~legal[..., 0] & jnp.any(obs.action_mask, axis=-1)
     if factored:
         illegal = jnp.any(illegal, axis=-1)
     return jnp.sum(illegal).astype(jnp.float32)

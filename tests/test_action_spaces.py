@@ -491,6 +491,11 @@ def test_illegal_actions_counts_by_hand():
     assert count.dtype == jnp.float32 and count.shape == ()
     want = sum(not mask[t, b, action[t, b]] for t in range(2) for b in range(3))
     assert want == 3 and float(count) == 3.0
+    # a step whose mask forbids every action gives the policy no legal choice: not counted
+    trapped = mask.copy()
+    trapped[1, 0] = False  # was an illegal action 0
+    count = illegal_actions(envs.MaskedObs(obs.obs, trapped), jnp.asarray(action))
+    assert float(count) == 2.0
 
     # MultiDiscrete nvec (3, 2, 4): masks [T=2, B=2, K=3, 4], padding False
     rng = np.random.default_rng(28)
