@@ -322,6 +322,18 @@ def test_cnn_on_vector_observations_is_refused():
     make_networks(Config(torso=DenseTanh(4)), env)
 
 
+@pytest.mark.parametrize("game", ["Breakout", "SpaceInvaders", "Asterix"])
+def test_minatar_presets_use_the_cnn(game):
+    config, _ = jaxpo.presets.get("ppo", f"gymnax:{game}-MinAtar")
+    env = jaxpo.envs.make(config.env_id)
+    channels = env.observation_shape[-1]
+    actor = make_networks(config, env).actor
+    params = actor.init(jax.random.key(0), jnp.zeros((1, *env.observation_shape)))["params"]
+    assert params["torso"]["Conv_0"]["kernel"].shape == (3, 3, channels, 16)
+    # 8 x 8 pixels x 16 channels into the 128-unit ReLU layer
+    assert params["MLP_0"]["Dense_0"]["kernel"].shape == (8 * 8 * 16, 128)
+
+
 def test_cnn_that_leaves_no_pixel_is_refused():
     env = jaxpo.envs.make("gymnax:Breakout-MinAtar")  # 10x10x4
     # 10 -> (10 - 5) // 2 + 1 = 3 pixels, then a 5x5 kernel: nothing left
