@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from .config import USER_TORSO, Config
+from .config import USER_TORSO, Config, user_torso_record
 from .hparams import HParams
 from .train import RunnerState, default_hparams, make_trainer
 
@@ -78,13 +78,12 @@ def config_from_dict(fields: dict[str, Any], torso: Any = None) -> Config:
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
     recorded = fields.get("torso")
     if isinstance(recorded, str) and recorded.startswith(USER_TORSO):
-        name = recorded[len(USER_TORSO) :]
-        given = None if torso is None else f"{type(torso).__module__}.{type(torso).__qualname__}"
-        if given != name:
+        given = None if torso is None else user_torso_record(torso)
+        if given != recorded:
             raise ValueError(
-                f"the run's torso is the user module {name}, which a file cannot hold: pass "
-                f"an instance, checkpoint.load(directory, torso=...)"
-                + ("" if given is None else f" (got a {given})")
+                f"the run's torso is the user module {recorded[len(USER_TORSO) :]}, which a "
+                "file cannot hold: pass an instance, checkpoint.load(directory, torso=...)"
+                + ("" if given is None else f" (got a {given[len(USER_TORSO) :]})")
             )
         fields["torso"] = torso
     return Config(**fields)

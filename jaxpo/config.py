@@ -30,6 +30,13 @@ ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
 #: Prefix of a user torso module's class name in a JSON record of the config.
 USER_TORSO = "module:"
 
+
+def user_torso_record(module: nn.Module) -> str:
+    """How a config record names a user torso: ``"module:pkg.Class"`` of its class."""
+    kind = type(module)
+    return f"{USER_TORSO}{kind.__module__}.{kind.__qualname__}"
+
+
 #: Loop sizes of a run whose algorithm does not set its own (see ``AlgoConfig.CONFIG_DEFAULTS``).
 LOOP_DEFAULTS = MappingProxyType(
     dict(num_envs=4, num_steps=128, total_timesteps=500_000, update_epochs=4, num_minibatches=4)
@@ -199,8 +206,7 @@ class Config:
         """
         fields = self.to_dict()
         if isinstance(self.torso, nn.Module):
-            kind = type(self.torso)
-            fields["torso"] = f"{USER_TORSO}{kind.__module__}.{kind.__qualname__}"
+            fields["torso"] = user_torso_record(self.torso)
         return fields
 
     @property

@@ -58,6 +58,20 @@ def rollout_fn(env, num_steps, policy=masked_random):
     return run
 
 
+def contract_rollout(envtest, env, params, lanes, num_steps):
+    """``rollout_fn``'s outputs for ``lanes`` keys under ``jit(vmap)``, once the reset and the
+    steps (masks aside) have passed the adapter contract."""
+    run = rollout_fn(env, num_steps)
+    keys = jax.random.split(jax.random.key(0), lanes)
+    out = envtest.run_jit(jax.vmap(lambda k: run(k, params)), keys)
+    first, steps = plain(out[0]), plain(out[1])
+    envtest.assert_timestep_contract(first, env, (lanes,))
+    envtest.assert_reset_timestep(first)
+    envtest.assert_timestep_contract(steps, env, (lanes, num_steps))
+    envtest.assert_final_obs_semantics(steps)
+    return out
+
+
 def plain(ts):
     """``ts`` with the observation proper in place of any ``MaskedObs``."""
     return ts._replace(obs=envs.features(ts.obs), final_obs=envs.features(ts.final_obs))
@@ -124,14 +138,7 @@ def test_xminigrid_contract_under_jit_and_vmap(envtest):
     assert env.action_space == envs.Discrete(6) and env.observation_shape == (7, 7, 2)
     assert int(env.default_params().max_steps_in_episode) == 144  # xminigrid's 4 * H * W
     params = envs.with_time_limit(env.default_params(), 5)
-    run = rollout_fn(env, 12)
-    keys = jax.random.split(jax.random.key(0), 3)
-    first, steps, _, states, _ = envtest.run_jit(jax.vmap(lambda k: run(k, params)), keys)
-
-    envtest.assert_timestep_contract(first, env, (3,))
-    envtest.assert_reset_timestep(first)
-    envtest.assert_timestep_contract(steps, env, (3, 12))
-    envtest.assert_final_obs_semantics(steps)
+    first, steps, _, states, _ = contract_rollout(envtest, env, params, 3, 12)
     # A 5-step limit: every lane is done by its 5th step; the counter restarts at 0.
     assert np.asarray(steps.terminated | steps.truncated)[:, :5].any(axis=1).all()
     done = np.asarray(steps.terminated | steps.truncated)
@@ -199,16 +206,10 @@ def test_jumanji_contract_masks_and_autoreset(name, envtest):
     n, obs_shape = JUMANJI_SPACES[name]
     assert env.action_space == envs.Discrete(n) and env.observation_shape == obs_shape
     params = envs.with_time_limit(env.default_params(), 12)
-    run = rollout_fn(env, 30)
-    keys = jax.random.split(jax.random.key(0), 3)
-    first, steps, actions, _, acted_on = envtest.run_jit(jax.vmap(lambda k: run(k, params)), keys)
+    first, steps, actions, _, acted_on = contract_rollout(envtest, env, params, 3, 30)
 
     assert_masked_contract(first, env, (3,))
     assert_masked_contract(steps, env, (3, 30))
-    envtest.assert_timestep_contract(plain(first), env, (3,))
-    envtest.assert_reset_timestep(plain(first))
-    envtest.assert_timestep_contract(plain(steps), env, (3, 30))
-    envtest.assert_final_obs_semantics(plain(steps))
     going_on = ~np.asarray(steps.terminated | steps.truncated)
     np.testing.assert_array_equal(
         np.asarray(steps.final_obs.action_mask)[going_on],
@@ -322,14 +323,7 @@ def test_craftax_classic_contract_and_time_limit(envtest):
     assert int(default.suite.max_timesteps) == INT32_MAX  # the suite's own limit out of reach
 
     params = envs.with_time_limit(default, 3)
-    run = rollout_fn(env, 7)
-    keys = jax.random.split(jax.random.key(0), 2)
-    first, steps, _, states, _ = envtest.run_jit(jax.vmap(lambda k: run(k, params)), keys)
-
-    envtest.assert_timestep_contract(first, env, (2,))
-    envtest.assert_reset_timestep(first)
-    envtest.assert_timestep_contract(steps, env, (2, 7))
-    envtest.assert_final_obs_semantics(steps)
+    first, steps, _, states, _ = contract_rollout(envtest, env, params, 2, 7)
     # Random play does not die in 7 steps: the 3-step limit is truncation, never termination.
     np.testing.assert_array_equal(steps.truncated, [[0, 0, 1, 0, 0, 1, 0]] * 2)
     assert not np.asarray(steps.terminated).any()
