@@ -3,7 +3,9 @@
 Env ids are ``backend:name``: ``gymnax:CartPole-v1``, ``gymnax:Breakout-MinAtar``,
 ``brax:hopper`` (brax backend chosen separately, ``spring`` by default), ``probe:delayed``,
 ``probe:tabular`` (a random tabular MDP with exact oracles, :mod:`.tabular`), ``probe:masked``
-and ``probe:multidiscrete`` (action masks and multi-discrete actions, :mod:`.action_probes`).
+and ``probe:multidiscrete`` (action masks and multi-discrete actions, :mod:`.action_probes`),
+``probe:memory`` (a cue to remember for recurrent policies, :mod:`.memory_probe`) and
+``pomdp:CartPole-v1`` (gymnax's CartPole without its velocities, :mod:`.partial`).
 
 Optional suites, each installed by the jaxpo extra of its name (``jaxpo[suites]`` for all;
 :mod:`.suites`): ``xminigrid:MiniGrid-Empty-5x5`` and the other XLand-MiniGrid envs
@@ -37,12 +39,14 @@ from .core import (
     map_features,
 )
 from .gymnax_adapter import GymnaxEnv
+from .memory_probe import MEMORY_PROBES, MemoryProbe
+from .partial import POMDPS, SelectObservation, make_pomdp
 from .probes import PROBES, ProbeEnv
 from .suites import REFUSED_BACKENDS, SUITES, check_suite_env_id, make_suite_env, suite_env_ids
 from .tabular import TABULAR, TabularEnv
 from .wrappers import ClipAction, EpisodeStatistics, NormalizeObservation, RunningStats, VecEnv
 
-BACKEND_NAMES = ("gymnax", "brax", "probe", *SUITES, "custom")
+BACKEND_NAMES = ("gymnax", "brax", "probe", "pomdp", *SUITES, "custom")
 
 #: ``name -> factory`` of the environments added with :func:`register` (ids ``custom:NAME``).
 CUSTOM: dict[str, Callable[[], Environment]] = {}
@@ -92,7 +96,8 @@ def list_env_ids() -> list[str]:
     return (
         [f"gymnax:{n}" for n in gymnax.registered_envs]
         + [f"brax:{n}" for n in brax_env_names()]
-        + [f"probe:{n}" for n in PROBES + TABULAR + ACTION_PROBES]
+        + [f"probe:{n}" for n in PROBES + TABULAR + ACTION_PROBES + MEMORY_PROBES]
+        + [f"pomdp:{n}" for n in POMDPS]
         + suite_env_ids()
         + [f"custom:{n}" for n in CUSTOM]
     )
@@ -117,7 +122,9 @@ def check_env_id(env_id: str) -> None:
             raise ValueError(f"env_id={env_id!r} is not supported: {BRAX_UNSUPPORTED[name]}")
         known = brax_env_names()
     elif backend == "probe":
-        known = list(PROBES + TABULAR + ACTION_PROBES)
+        known = list(PROBES + TABULAR + ACTION_PROBES + MEMORY_PROBES)
+    elif backend == "pomdp":
+        known = list(POMDPS)
     else:
         known = list(CUSTOM)
     if name not in known:
@@ -141,6 +148,8 @@ def make(env_id: str, brax_backend: str = DEFAULT_BACKEND) -> Environment:
         return BraxEnv(name, backend=brax_backend)
     if backend in SUITES:
         return make_suite_env(env_id, backend, name)
+    if backend == "pomdp":
+        return make_pomdp(name)
     if backend == "custom":
         check_env_id(env_id)
         return CUSTOM[name]()
@@ -148,6 +157,8 @@ def make(env_id: str, brax_backend: str = DEFAULT_BACKEND) -> Environment:
         return TabularEnv()
     if name in ACTION_PROBES:
         return make_action_probe(name)
+    if name in MEMORY_PROBES:
+        return MemoryProbe()
     return ProbeEnv(name)
 
 
@@ -173,6 +184,8 @@ __all__ = [
     "BACKEND_NAMES",
     "BRAX_UNSUPPORTED",
     "DEFAULT_BACKEND",
+    "MEMORY_PROBES",
+    "POMDPS",
     "PROBES",
     "REFUSED_BACKENDS",
     "SUITES",
@@ -186,11 +199,13 @@ __all__ = [
     "GymnaxEnv",
     "MaskedObs",
     "MaskedProbe",
+    "MemoryProbe",
     "MultiDiscrete",
     "MultiDiscreteProbe",
     "NormalizeObservation",
     "ProbeEnv",
     "RunningStats",
+    "SelectObservation",
     "TabularEnv",
     "TimeStep",
     "VecEnv",
@@ -199,6 +214,7 @@ __all__ = [
     "features",
     "list_env_ids",
     "make",
+    "make_pomdp",
     "map_features",
     "parse_env_id",
     "register",

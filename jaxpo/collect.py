@@ -28,8 +28,9 @@ from .config import Config
 from .hparams import HParams
 from .losses import health
 from .losses.group import group_advantages
-from .networks import Networks, distribution
-from .rollout import Transition, rollout
+from .networks import Networks, bootstrap_values, distribution, is_recurrent, step
+from .recurrence import Sequences, episode_starts, reset_carry
+from .rollout import Policy, Transition, rollout
 
 ESTIMATORS = ("gae", "vtrace")
 
@@ -37,20 +38,25 @@ ESTIMATORS = ("gae", "vtrace")
 class Collected(NamedTuple):
     """One collection: where the environments are now, the batch, and rollout metrics.
 
-    ``metrics`` has at least ``episode_return`` and ``episode_length`` (``train`` carries
-    them forward) and ``env_nonfinite``.
+    ``carry`` holds the recurrent networks' states per environment after the rollout (see
+    :func:`jaxpo.networks.initial_carries`; ``{}`` for feed-forward networks). ``metrics``
+    has at least ``episode_return`` and ``episode_length`` (``train`` carries them forward)
+    and ``env_nonfinite``.
     """
 
     env_state: Any
     obs: jax.Array
+    carry: dict[str, Any]
     batch: Batch
     metrics: dict[str, jax.Array]
 
 
-#: ``collect(params, env_state, obs, last_episode, key, hparams) -> Collected``;
-#: ``last_episode`` is the carried ``(episode_return, episode_length)``.
+#: ``collect(params, env_state, obs, carry, last_episode, key, hparams) -> Collected``;
+#: ``carry`` is the recurrent states before the rollout and ``last_episode`` the carried
+#: ``(episode_return, episode_length)``.
 CollectFn = Callable[
-    [Any, Any, jax.Array, tuple[jax.Array, jax.Array], jax.Array, HParams], Collected
+    [Any, Any, jax.Array, dict[str, Any], tuple[jax.Array, jax.Array], jax.Array, HParams],
+    Collected,
 ]
 
 
@@ -165,9 +171,39 @@ def estimate(
     )
 
 
-def policy_of(networks: Networks, params: Any) -> Callable[[jax.Array], Any]:
-    """``obs -> distribution`` of the actor with ``params["actor"]``."""
-    return lambda obs: distribution(networks.actor.apply(params["actor"], obs))
+def policy_of(networks: Networks, params: Any) -> Policy:
+    """``(state, obs) -> (state, distribution)`` of the actor with ``params["actor"]``."""
+
+    def policy(carry: Any, obs: Any) -> tuple[Any, Any]:
+        carry, outputs = step(networks.actor, params["actor"], carry, obs)
+        return carry, distribution(outputs)
+
+    return policy
+
+
+def batch_major(recurrent: bool) -> Callable[[jax.Array], jax.Array]:
+    """How a time-major ``[T, B, ...]`` rollout array enters a sample batch.
+
+    Feed-forward: flattened to ``[T·B, ...]`` (samples are shuffled one by one). Recurrent:
+    environment-major ``[B, T, ...]`` (minibatches take whole environment sequences).
+    """
+    if recurrent:
+        return lambda x: jnp.swapaxes(x, 0, 1)
+    return lambda x: x.reshape((-1,) + x.shape[2:])
+
+
+def time_major(recurrent: bool, steps: tuple[int, int]) -> Callable[[jax.Array], jax.Array]:
+    """The inverse of :func:`batch_major`: a batch array back to ``[T, B, ...]``."""
+    if recurrent:
+        return lambda x: jnp.swapaxes(x, 0, 1)
+    return lambda x: x.reshape(steps + x.shape[1:])
+
+
+def rollout_sequences(traj: Transition, carry: dict[str, Any]) -> Sequences:
+    """A rollout's observations as environment sequences ``[B, T]`` from states ``carry``."""
+    done = jnp.logical_or(traj.terminated, traj.truncated)
+    obs = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), traj.obs)
+    return Sequences(obs, episode_starts(done), carry)
 
 
 def make_sample_collect(
@@ -182,15 +218,19 @@ def make_sample_collect(
         estimator: ``"gae"`` or ``"vtrace"`` (see :func:`estimate`).
     """
 
+    recurrent = is_recurrent(networks)
+    to_batch = batch_major(recurrent)
+
     def collect(
         params: Any,
         env_state: Any,
         obs: jax.Array,
+        carry: dict[str, Any],
         last_episode: tuple[jax.Array, jax.Array],
         key: jax.Array,
         hparams: HParams,
     ) -> Collected:
-        env_state, obs, traj = rollout(
+        env_state, obs, actor_carry, traj = rollout(
             env,
             policy_of(networks, params),
             env_state,
@@ -198,28 +238,38 @@ def make_sample_collect(
             key,
             hparams.env_params,
             config.num_steps,
+            carry.get("actor", ()),
         )
         ep_return, ep_length, ep_count = episode_means(traj.info, *last_episode)
-        values = networks.critic.apply(params["critic"], traj.obs)
-        next_values = networks.critic.apply(params["critic"], traj.final_obs)
         done = jnp.logical_or(traj.terminated, traj.truncated)
+        if recurrent:
+            seq = rollout_sequences(traj, carry)
+            next_obs = jax.tree.map(to_batch, traj.final_obs)
+            values, next_values, states = bootstrap_values(
+                networks.critic, params["critic"], seq, next_obs
+            )
+            values, next_values = jnp.swapaxes(values, 0, 1), jnp.swapaxes(next_values, 0, 1)
+            last = jax.tree.map(lambda x: x[:, -1], states)
+            carry = {"actor": actor_carry, "critic": reset_carry(last, done[-1])}
+            obs_batch = seq
+        else:
+            values, next_values, _ = bootstrap_values(
+                networks.critic, params["critic"], traj.obs, traj.final_obs
+            )
+            obs_batch = jax.tree.map(to_batch, traj.obs)
         terminated = traj.terminated if config.bootstrap_truncation else done
         reward = traj.reward * hparams.reward_scale
         advantages, returns = estimate(
             estimator, reward, values, next_values, terminated, done, hparams
         )
-
-        def flat(x: jax.Array) -> jax.Array:
-            return x.reshape((-1,) + x.shape[2:])
-
-        batch = jax.tree.map(
-            flat, SampleBatch(traj.obs, traj.action, traj.log_prob, values, advantages, returns)
-        )
-        steps = jax.tree.map(flat, (reward, terminated, done, traj.final_obs))
+        per_step = (traj.action, traj.log_prob, values, advantages, returns)
+        batch = SampleBatch(obs_batch, *jax.tree.map(to_batch, per_step))
+        steps = jax.tree.map(to_batch, (reward, terminated, done, traj.final_obs))
         batch = batch._replace(rollout=RolloutData(*steps, ep_return, ep_count))
         return Collected(
             env_state,
             obs,
+            carry,
             batch,
             {
                 "episode_return": ep_return,
@@ -303,19 +353,26 @@ def group_batch(
 
 
 def make_trajectory_collect(config: Config, env: envs.Environment, networks: Networks) -> CollectFn:
-    """Fresh groups of ``config.group_size`` trajectories of horizon ``num_steps``."""
+    """Fresh groups of ``config.group_size`` trajectories of horizon ``num_steps``.
+
+    A recurrent policy starts every trajectory from the zero state; the batch's
+    observations are then :class:`~jaxpo.recurrence.Sequences` ``[E, H]``.
+    """
+    recurrent = is_recurrent(networks)
 
     def collect(
         params: Any,
         env_state: Any,
         obs: jax.Array,
+        carry: dict[str, Any],
         last_episode: tuple[jax.Array, jax.Array],
         key: jax.Array,
         hparams: HParams,
     ) -> Collected:
         k_reset, k_roll = jax.random.split(key)
         env_state, ts = env.reset(k_reset, hparams.env_params)
-        env_state, obs, traj = rollout(
+        start = jax.tree.map(jnp.zeros_like, carry)
+        env_state, obs, _, traj = rollout(
             env,
             policy_of(networks, params),
             env_state,
@@ -323,9 +380,12 @@ def make_trajectory_collect(config: Config, env: envs.Environment, networks: Net
             k_roll,
             hparams.env_params,
             config.num_steps,
+            start.get("actor", ()),
         )
         batch, metrics = group_batch(traj, hparams.gamma, config.group_size)
-        return Collected(env_state, obs, batch, {**metrics, **rollout_health(traj)})
+        if recurrent:
+            batch = batch._replace(obs=rollout_sequences(traj, start))
+        return Collected(env_state, obs, carry, batch, {**metrics, **rollout_health(traj)})
 
     return collect
 

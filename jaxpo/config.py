@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 
 from . import envs, registry
+from .recurrence import CELLS
 
 ACTIVATIONS = ("tanh", "relu", "gelu", "silu")
 
@@ -99,6 +100,11 @@ class Config:
         cnn_kernels: square kernel size of each convolution.
         cnn_strides: stride of each convolution.
         layer_norm: LayerNorm after each hidden Dense layer, before its activation.
+        cell: a recurrent cell after the hidden layers of the actor and of the critic (each
+            its own): ``"none"``, ``"gru"`` or ``"lstm"`` (see :mod:`jaxpo.recurrence`);
+            minibatches then split environments, so ``num_minibatches`` must divide
+            ``num_envs``.
+        cell_size: units of the recurrent cell.
         normalize_obs: normalise observations with running statistics (env state).
         normalize_advantages: standardise advantages per minibatch (PPO) or over the whole
             batch (TRPO, NPG).
@@ -130,6 +136,8 @@ class Config:
     cnn_kernels: tuple[int, ...] = (3,)
     cnn_strides: tuple[int, ...] = (1,)
     layer_norm: bool = False
+    cell: str = "none"
+    cell_size: int = 128
     normalize_obs: bool = False
     normalize_advantages: bool = True
     clip_value_loss: bool = True
@@ -376,6 +384,7 @@ def validate_config(config: Config) -> None:
         "update_epochs",
         "num_minibatches",
         "max_consecutive_skips",
+        "cell_size",
     ):
         positive_int(name, getattr(config, name))
     if not math.isfinite(config.adam_eps) or config.adam_eps <= 0:
@@ -387,6 +396,13 @@ def validate_config(config: Config) -> None:
             f"hidden_sizes must be non-empty positive widths, got {config.hidden_sizes}"
         )
     one_of("activation", config.activation, ACTIVATIONS)
+    one_of("cell", config.cell, CELLS)
+    if config.cell != "none" and config.num_envs % config.num_minibatches:
+        raise ValueError(
+            f"num_minibatches={config.num_minibatches} does not divide num_envs="
+            f"{config.num_envs}: a recurrent run (cell={config.cell!r}) splits whole "
+            "environment sequences into minibatches"
+        )
     one_of("action_mode", config.action_mode, ("clip", "rescale"))
     config.algo_config.validate(config)
     if config.num_updates < 1:

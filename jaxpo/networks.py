@@ -13,7 +13,7 @@ members one QR at a time (a negligible one-off cost).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -22,6 +22,7 @@ import numpy as np
 
 from . import envs
 from .distributions import FACTORED, DistParams, distribution, mask_logits
+from .recurrence import Recurrence, Sequences, initial_carry, one_step
 
 __all__ = [
     "CNN",
@@ -30,11 +31,16 @@ __all__ = [
     "Actor",
     "Critic",
     "Networks",
+    "bootstrap_values",
     "distribution",
     "factor_logits",
     "make_networks",
     "make_torso",
+    "initial_carries",
+    "is_recurrent",
     "orthogonal",
+    "step",
+    "unroll",
 ]
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
@@ -109,12 +115,14 @@ class CNN(nn.Module):
 
 
 class MLP(nn.Module):
-    """An optional torso, hidden layers, then a linear output.
+    """An optional torso, hidden layers, an optional recurrent cell, then a linear output.
 
     Without a torso, inputs ``[..., *obs_shape]`` are flattened. A torso (a flax module)
     maps observations ``[B, *obs_shape]`` with one batch axis to features ``[B, F]``;
     leading batch axes are folded into one around it. With ``layer_norm`` each hidden
-    layer is ``act(LayerNorm(Dense(x)))``.
+    layer is ``act(LayerNorm(Dense(x)))``. With a ``cell`` (see :mod:`jaxpo.recurrence`)
+    the inputs are sequences ``[B, T, *obs_shape]`` and ``recurrent`` is ``(start [B, T],
+    carry [B, ...])``; the output is then ``(out [B, T, out_size], states [B, T, ...])``.
     """
 
     hidden_sizes: tuple[int, ...]
@@ -124,10 +132,12 @@ class MLP(nn.Module):
     obs_ndim: int
     torso: Any = None
     layer_norm: bool = False
+    cell: str = "none"
+    cell_size: int = 128
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """Maps ``[..., *obs_shape]`` to ``[..., out_size]``."""
+    def __call__(self, x: jax.Array, recurrent: tuple[jax.Array, Any] | None = None) -> Any:
+        """Maps ``[..., *obs_shape]`` to ``[..., out_size]`` (and states, with a cell)."""
         batch, obs_shape = x.shape[: x.ndim - self.obs_ndim], x.shape[x.ndim - self.obs_ndim :]
         if self.torso is not None:
             x = self.torso(x.reshape((-1, *obs_shape)))
@@ -138,7 +148,11 @@ class MLP(nn.Module):
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
             x = act(x)
-        return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x)
+        if self.cell == "none":
+            return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x)
+        core = Recurrence(self.cell, self.cell_size, orthogonal(1.0), orthogonal(1.0))
+        x, states = core(x, *recurrent)
+        return nn.Dense(self.out_size, kernel_init=orthogonal(self.out_scale))(x), states
 
 
 def factor_logits(flat: jax.Array, nvec: tuple[int, ...]) -> jax.Array:
@@ -150,14 +164,35 @@ def factor_logits(flat: jax.Array, nvec: tuple[int, ...]) -> jax.Array:
     return mask_logits(flat[..., np.where(valid, index, 0)], jnp.asarray(valid))
 
 
+def sequence_inputs(obs: Any, name: str, cell: str) -> tuple[Any, Any]:
+    """``(observations, (start, carry) | None)`` of a network's input (see :class:`MLP`).
+
+    Raises:
+        TypeError: a recurrent network given plain observations instead of ``Sequences``.
+    """
+    if cell == "none":
+        return obs, None
+    if not isinstance(obs, Sequences):
+        raise TypeError(
+            f"a recurrent {name} (cell={cell!r}) runs over jaxpo.recurrence.Sequences, got "
+            f"{type(obs).__name__}; use jaxpo.networks.step for one step"
+        )
+    return obs.obs, (obs.start, obs.carry[name])
+
+
 class Actor(nn.Module):
     """Policy network: categorical logits (one, or one per factor), or a diagonal Gaussian.
 
     ``__call__`` returns a policy output (see :mod:`jaxpo.distributions`):
     ``(logits, None)``, ``(logits [..., K, A], FACTORED)`` when ``factors`` (a
     ``MultiDiscrete``'s ``nvec``) is set, or ``(mean, log_std)`` with a state-independent
-    log-std. A :class:`~jaxpo.envs.MaskedObs` input masks the illegal actions' logits.
+    log-std. A :class:`~jaxpo.envs.MaskedObs` input masks the illegal actions' logits. With
+    a ``cell`` the input is :class:`~jaxpo.recurrence.Sequences` (outputs ``[B, T, ...]``)
+    and the states after each step are sown in the ``"recurrent"`` collection (see
+    :func:`unroll`).
     """
+
+    NAME: ClassVar[str] = "actor"
 
     hidden_sizes: tuple[int, ...]
     action_dim: int
@@ -168,13 +203,16 @@ class Actor(nn.Module):
     factors: tuple[int, ...] = ()
     torso: Any = None
     layer_norm: bool = False
+    cell: str = "none"
+    cell_size: int = 128
 
     @nn.compact
     def __call__(self, obs: Any) -> DistParams:
         """Distribution parameters for observations ``[..., *obs_shape]`` (or ``MaskedObs``)."""
+        obs, recurrent = sequence_inputs(obs, self.NAME, self.cell)
         mask = obs.action_mask if isinstance(obs, envs.MaskedObs) else None
         size = sum(self.factors) if self.factors else self.action_dim
-        out = MLP(
+        mlp = MLP(
             self.hidden_sizes,
             size,
             self.activation,
@@ -182,7 +220,13 @@ class Actor(nn.Module):
             self.obs_ndim,
             self.torso,
             self.layer_norm,
-        )(envs.features(obs))
+            self.cell,
+            self.cell_size,
+        )
+        out = mlp(envs.features(obs), recurrent)
+        if recurrent is not None:
+            out, states = out
+            self.sow("recurrent", "states", states)
         if self.factors:
             return mask_logits(factor_logits(out, self.factors), mask), FACTORED
         if self.discrete:
@@ -194,21 +238,41 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """State-value network ``V(s)``: ``[..., *obs_shape] -> [...]`` (a mask is ignored)."""
+    """State-value network ``V(s)``: ``[..., *obs_shape] -> [...]`` (a mask is ignored).
+
+    With a ``cell``, as :class:`Actor`: ``Sequences`` in, values ``[B, T]`` out, states sown.
+    """
+
+    NAME: ClassVar[str] = "critic"
 
     hidden_sizes: tuple[int, ...]
     activation: str
     obs_ndim: int
     torso: Any = None
     layer_norm: bool = False
+    cell: str = "none"
+    cell_size: int = 128
 
     @nn.compact
     def __call__(self, obs: Any) -> jax.Array:
         """Values of observations ``[..., *obs_shape]``."""
+        obs, recurrent = sequence_inputs(obs, self.NAME, self.cell)
         mlp = MLP(
-            self.hidden_sizes, 1, self.activation, 1.0, self.obs_ndim, self.torso, self.layer_norm
+            self.hidden_sizes,
+            1,
+            self.activation,
+            1.0,
+            self.obs_ndim,
+            self.torso,
+            self.layer_norm,
+            self.cell,
+            self.cell_size,
         )
-        return mlp(envs.features(obs))[..., 0]
+        out = mlp(envs.features(obs), recurrent)
+        if recurrent is not None:
+            out, states = out
+            self.sow("recurrent", "states", states)
+        return out[..., 0]
 
 
 class Networks(NamedTuple):
@@ -216,6 +280,67 @@ class Networks(NamedTuple):
 
     actor: Actor
     critic: Critic | None
+
+
+def is_recurrent(networks: Networks) -> bool:
+    """Whether the run's networks carry a recurrent state."""
+    return networks.actor.cell != "none"
+
+
+def initial_carries(networks: Networks, batch: tuple[int, ...]) -> dict[str, Any]:
+    """Zero states of every recurrent network for ``batch`` environments (``{}`` if none)."""
+    if not is_recurrent(networks):
+        return {}
+    modules = [m for m in networks if m is not None]
+    return {m.NAME: initial_carry(m.cell, m.cell_size, batch) for m in modules}
+
+
+def unroll(module: Actor | Critic, params: Any, seq: Sequences) -> tuple[Any, Any]:
+    """A recurrent network over ``seq``: ``(outputs [B, T, ...], states [B, T, ...])``.
+
+    ``states[:, t]`` is the state after step ``t``, before any reset after it.
+    """
+    out, sown = module.apply(params, seq, mutable=["recurrent"])
+    return out, sown["recurrent"]["states"][0]
+
+
+def step(module: Actor | Critic, params: Any, carry: Any, obs: Any) -> tuple[Any, Any]:
+    """One step on observations ``[B, ...]``: ``(new carry, outputs [B, ...])``.
+
+    ``carry`` is the module's state ``[B, ...]`` (anything, e.g. ``None``, for a
+    feed-forward module, which it returns unchanged).
+    """
+    if module.cell == "none":
+        return carry, module.apply(params, obs)
+    out, states = unroll(module, params, one_step(obs, {module.NAME: carry}))
+    return jax.tree.map(lambda x: x[:, 0], states), jax.tree.map(lambda x: x[:, 0], out)
+
+
+def bootstrap_values(
+    critic: Critic, params: Any, obs: Any, next_obs: Any
+) -> tuple[jax.Array, jax.Array, Any]:
+    """``(V(obs), V(next_obs), states)``: values of a rollout and of what each step led to.
+
+    Feed-forward: ``obs`` and ``next_obs`` are ``[..., *obs_shape]`` and ``states`` is
+    ``None``. Recurrent: ``obs`` is :class:`~jaxpo.recurrence.Sequences` ``[B, T]``,
+    ``next_obs`` is ``[B, T, *obs_shape]``, and ``V(next_obs_t)`` is the cell applied to
+    ``next_obs_t`` from the state after step ``t``, before any reset (the bootstrap rule of
+    :mod:`jaxpo.recurrence`); ``states`` are the states after each step, ``[B, T, ...]``.
+    """
+    if critic.cell == "none":
+        return critic.apply(params, obs), critic.apply(params, next_obs), None
+    values, states = unroll(critic, params, obs)
+    batch = values.shape
+
+    def flat(x: jax.Array) -> jax.Array:
+        return x.reshape((-1, *x.shape[2:]))
+
+    after = Sequences(
+        jax.tree.map(lambda x: flat(x)[:, None], next_obs),
+        jnp.zeros((values.size, 1), bool),
+        {critic.NAME: jax.tree.map(flat, states)},
+    )
+    return values, critic.apply(params, after).reshape(batch), states
 
 
 def make_torso(config: Any, env: envs.Environment) -> nn.Module | None:
@@ -264,7 +389,13 @@ def make_networks(config: Any, env: envs.Environment, critic: bool = True) -> Ne
         factors=factors,
         torso=torso,
         layer_norm=config.layer_norm,
+        cell=config.cell,
+        cell_size=config.cell_size,
     )
-    sizes = tuple(config.hidden_sizes)
-    value = Critic(sizes, config.activation, obs_ndim, torso, config.layer_norm) if critic else None
+    sizes, recurrent = tuple(config.hidden_sizes), (config.cell, config.cell_size)
+    value = (
+        Critic(sizes, config.activation, obs_ndim, torso, config.layer_norm, *recurrent)
+        if critic
+        else None
+    )
     return Networks(actor, value)

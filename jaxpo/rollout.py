@@ -9,6 +9,7 @@ import distrax
 import jax
 
 from . import envs
+from .recurrence import reset_carry
 
 
 class Transition(NamedTuple):
@@ -36,43 +37,54 @@ class Transition(NamedTuple):
     info: dict[str, jax.Array]
 
 
+#: ``policy(state, obs [B, ...]) -> (state, distribution)``; the state is a recurrent
+#: policy's, ``[B, ...]`` leaves (an empty pytree for a feed-forward one).
+Policy = Callable[[Any, jax.Array], tuple[Any, distrax.Distribution]]
+
+
 def rollout(
     env: envs.Environment,
-    policy: Callable[[jax.Array], distrax.Distribution],
+    policy: Policy,
     env_state: Any,
     obs: jax.Array,
     key: jax.Array,
     env_params: Any,
     num_steps: int,
-) -> tuple[Any, jax.Array, Transition]:
+    carry: Any = (),
+) -> tuple[Any, jax.Array, Any, Transition]:
     """Runs ``policy`` in a batched ``env`` for ``num_steps`` steps.
 
     Args:
         env: a batched environment (e.g. :class:`~jaxpo.envs.VecEnv`), ``B`` copies.
-        policy: maps observations ``[B, *obs_shape]`` to a distribution over actions.
+        policy: maps its state and observations ``[B, *obs_shape]`` to its next state and a
+            distribution over actions.
         env_state: the batched environment state.
         obs: current observations ``[B, *obs_shape]``.
         key: PRNG key.
         env_params: the environment's params.
         num_steps: ``T``, static.
+        carry: the policy's state before the first step; after a step that ends an
+            environment's episode (terminated or truncated) its state is reset to zeros.
 
     Returns:
-        ``(env_state, obs, transitions)`` with the state and observations after the last step.
+        ``(env_state, obs, carry, transitions)``, the first three after the last step.
     """
 
     def one_step(
-        carry: tuple[Any, jax.Array], step_key: jax.Array
-    ) -> tuple[tuple[Any, jax.Array], Transition]:
-        env_state, obs = carry
+        loop: tuple[Any, jax.Array, Any], step_key: jax.Array
+    ) -> tuple[tuple[Any, jax.Array, Any], Transition]:
+        env_state, obs, carry = loop
         k_act, k_env = jax.random.split(step_key)
-        action, log_prob = policy(obs).sample_and_log_prob(seed=k_act)
+        carry, dist = policy(carry, obs)
+        action, log_prob = dist.sample_and_log_prob(seed=k_act)
         env_state, ts = env.step(k_env, env_state, action, env_params)
+        carry = reset_carry(carry, ts.terminated | ts.truncated)
         transition = Transition(
             obs, action, log_prob, ts.reward, ts.terminated, ts.truncated, ts.final_obs, ts.info
         )
-        return (env_state, ts.obs), transition
+        return (env_state, ts.obs, carry), transition
 
-    (env_state, obs), traj = jax.lax.scan(
-        one_step, (env_state, obs), jax.random.split(key, num_steps)
+    (env_state, obs, carry), traj = jax.lax.scan(
+        one_step, (env_state, obs, carry), jax.random.split(key, num_steps)
     )
-    return env_state, obs, traj
+    return env_state, obs, carry, traj

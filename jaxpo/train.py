@@ -28,7 +28,8 @@ from . import envs
 from .algos import Algorithm
 from .config import Config, validate_config
 from .hparams import HParams, scalar_names, validate_hparams
-from .networks import Networks, make_networks
+from .networks import Networks, initial_carries, is_recurrent, make_networks
+from .recurrence import one_step
 from .registry import lookup
 
 #: ``hook(update, env_steps, episode_return)``: called on the host every ``report_every``
@@ -48,6 +49,8 @@ class RunnerState:
         rule_state: the update rule's state (optimiser and algorithm state).
         env_state: the batched, wrapped environment state.
         obs: current observations, ``[num_envs, *obs_shape]``.
+        carry: the recurrent networks' states per environment, ``{"actor": ...,
+            "critic": ...}`` with leaves ``[num_envs, cell_size]`` (``{}`` without a cell).
         key: PRNG key.
         update: number of updates done.
         episode_return: latest mean return of finished episodes (carried forward).
@@ -62,6 +65,7 @@ class RunnerState:
     rule_state: Any
     env_state: Any
     obs: jax.Array
+    carry: dict[str, Any]
     key: jax.Array
     update: jax.Array
     episode_return: jax.Array
@@ -239,6 +243,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
             rule.init(params),
             env_state,
             ts.obs,
+            initial_carries(networks, (config.num_envs,)),
             key,
             jnp.int32(0),
             zero,
@@ -258,8 +263,8 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
             update = state.update
             key, k_roll, k_update = jax.random.split(state.key, 3)
             last = (state.episode_return, state.episode_length)
-            env_state, obs, batch, metrics = collect(
-                state.params, state.env_state, state.obs, last, k_roll, hparams
+            env_state, obs, carry, batch, metrics = collect(
+                state.params, state.env_state, state.obs, state.carry, last, k_roll, hparams
             )
             new_params, new_rule_state, rule_metrics = rule.update(
                 state.params, state.rule_state, batch, k_update
@@ -299,6 +304,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
                 rule_state,
                 env_state,
                 obs,
+                carry,
                 key,
                 next_update,
                 ep_return,
@@ -318,10 +324,21 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
 def init_params(
     networks: Networks, k_actor: jax.Array, k_critic: jax.Array, obs: jax.Array
 ) -> dict[str, Any]:
-    """``{"actor": ..., "critic": ...}`` (no ``"critic"`` when the run has no value network)."""
-    params = {"actor": networks.actor.init(k_actor, obs)}
+    """``{"actor": ..., "critic": ...}`` (no ``"critic"`` when the run has no value network).
+
+    ``obs`` is one observation ``[1, *obs_shape]`` (a recurrent network sees it as a
+    sequence of one step; the states it sows at init are not kept).
+    """
+    if is_recurrent(networks):
+        obs = one_step(obs, initial_carries(networks, (1,)))
+
+    def init(module: Any, key: jax.Array) -> Any:
+        variables = module.init(key, obs)
+        return {name: v for name, v in variables.items() if name != "recurrent"}
+
+    params = {"actor": init(networks.actor, k_actor)}
     if networks.critic is not None:
-        params["critic"] = networks.critic.init(k_critic, obs)
+        params["critic"] = init(networks.critic, k_critic)
     return params
 
 
