@@ -217,7 +217,6 @@ def make_sample_collect(
         networks: actor and critic.
         estimator: ``"gae"`` or ``"vtrace"`` (see :func:`estimate`).
     """
-
     recurrent = is_recurrent(networks)
     to_batch = batch_major(recurrent)
 

@@ -47,7 +47,7 @@ class Sequences(NamedTuple):
 
 
 def cell_module(cell: str, size: int, kernel_init: Any, recurrent_init: Any) -> nn.Module:
-    """flax's ``GRUCell`` or ``LSTMCell`` of ``size`` units."""
+    """The flax ``GRUCell`` or ``LSTMCell`` of ``size`` units."""
     cls = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}[cell]
     return cls(size, kernel_init=kernel_init, recurrent_kernel_init=recurrent_init)
 
