@@ -24,7 +24,8 @@ import numpy as np
 
 from . import checkpoint, envs, sweep
 from .config import Config
-from .networks import Actor, distribution, make_networks
+from .networks import Actor, distribution, make_networks, step
+from .recurrence import initial_carry, reset_carry
 from .train import make_env
 
 #: the two ways of acting: the distribution's mode, and samples from it.
@@ -93,22 +94,32 @@ def eval_env(config: Config, num_envs: int) -> envs.Environment:
 def select_action(
     actor: Actor,
     policy: AgentPolicy,
+    carry: Any,
     obs: jax.Array,
     key: jax.Array,
     deterministic: bool | jax.Array,
-) -> jax.Array:
+) -> tuple[Any, jax.Array]:
     """The actions of one agent's policy for raw observations ``[B, *obs_shape]``.
 
     Observations are normalised with ``policy.stats`` (not updated) when there are any.
+    ``carry`` is a recurrent actor's state ``[B, ...]`` before the step (see
+    :func:`initial_actor_carry`; anything for a feed-forward actor); the caller resets it
+    after episode ends (:func:`jaxpo.recurrence.reset_carry`), as training does.
 
     Returns:
-        The mode of the action distribution (``deterministic``) or a sample, ``[B]`` or
-        ``[B, action_dim]``.
+        ``(carry, action)``: the state after the step, and the mode of the action
+        distribution (``deterministic``) or a sample, ``[B]`` or ``[B, action_dim]``.
     """
     if policy.stats is not None:
         obs = envs.map_features(policy.stats.normalize, obs)
-    dist = distribution(actor.apply(policy.params, obs))
-    return jnp.where(deterministic, dist.mode(), dist.sample(seed=key))
+    carry, outputs = step(actor, policy.params, carry, obs)
+    dist = distribution(outputs)
+    return carry, jnp.where(deterministic, dist.mode(), dist.sample(seed=key))
+
+
+def initial_actor_carry(actor: Actor, batch: int) -> Any:
+    """The zero state of a recurrent actor for ``batch`` environments (``()`` if none)."""
+    return initial_carry(actor.cell, actor.cell_size, (batch,)) if actor.cell != "none" else ()
 
 
 @functools.lru_cache(maxsize=16)
@@ -134,21 +145,23 @@ def batched_returns(
         done = jnp.zeros(episodes, bool)
         first = jnp.zeros(episodes, jnp.float32)
 
-        def running(carry: tuple[Any, ...]) -> jax.Array:
-            t, _, _, _, done, _ = carry
+        def running(loop: tuple[Any, ...]) -> jax.Array:
+            t, _, _, _, _, done, _ = loop
             return jnp.logical_and(t < MAX_STEPS, ~done.all())
 
-        def step(carry: tuple[Any, ...]) -> tuple[Any, ...]:
-            t, state, obs, key, done, first = carry
+        def act(loop: tuple[Any, ...]) -> tuple[Any, ...]:
+            t, state, obs, carry, key, done, first = loop
             key, k_act, k_step = jax.random.split(key, 3)
-            action = select_action(actor, policy, obs, k_act, deterministic)
+            carry, action = select_action(actor, policy, carry, obs, k_act, deterministic)
             state, ts = env.step(k_step, state, action, env_params)
             ended = ts.info["episode_done"]
             first = jnp.where(ended & ~done, ts.info["episode_return"], first)
-            return t + 1, state, ts.obs, key, done | ended, first
+            carry = reset_carry(carry, ended)
+            return t + 1, state, ts.obs, carry, key, done | ended, first
 
-        carry = (jnp.int32(0), state, ts.obs, key, done, first)
-        _, state, _, _, done, first = jax.lax.while_loop(running, step, carry)
+        carry = initial_actor_carry(actor, episodes)
+        loop = (jnp.int32(0), state, ts.obs, carry, key, done, first)
+        _, state, _, _, _, done, first = jax.lax.while_loop(running, act, loop)
         return jnp.where(done, first, state.episode_return)
 
     return jax.jit(jax.vmap(returns, in_axes=(0, 0, None, None)))

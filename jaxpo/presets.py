@@ -85,6 +85,11 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, float]]] = {
         dict(CLASSIC, num_envs=16, total_timesteps=200_000),
         dict(learning_rate=2.5e-4),
     ),
+    # Jumanji's 2048: tile-merge rewards in the hundreds, hence the reward scale.
+    ("ppo", "jumanji:Game2048-v1"): (
+        dict(num_envs=64, num_steps=32, total_timesteps=1_048_576),
+        dict(learning_rate=1e-3, reward_scale=0.01),
+    ),
     ("ppo", "gymnax:Pendulum-v1"): (
         dict(
             num_envs=16,

@@ -21,8 +21,16 @@ import jax
 import numpy as np
 
 from . import checkpoint, envs
-from .evaluate import agent_env_params, agent_policies, check_agents, eval_env, select_action
+from .evaluate import (
+    agent_env_params,
+    agent_policies,
+    check_agents,
+    eval_env,
+    initial_actor_carry,
+    select_action,
+)
 from .networks import make_networks
+from .recurrence import reset_carry
 from .train import bare_env
 
 #: gymnax's classic-control envs, which its ``Visualizer`` draws with gymnasium and pygame.
@@ -103,16 +111,19 @@ def episode(saved: checkpoint.Checkpoint, agent: int, key: jax.Array, max_steps:
         k_reset, k_steps = jax.random.split(key)
         state, ts = env.reset(k_reset, env_params)
 
-        def step(carry: tuple[Any, jax.Array], k: jax.Array) -> tuple[Any, Any]:
-            state, obs = carry
+        def step(loop: tuple[Any, jax.Array, Any], k: jax.Array) -> tuple[Any, Any]:
+            state, obs, carry = loop
             k_act, k_env = jax.random.split(k)
-            action = select_action(actor, policy, obs, k_act, deterministic=True)
+            carry, action = select_action(actor, policy, carry, obs, k_act, deterministic=True)
             next_state, ts = env.step(k_env, state, action, env_params)
+            carry = reset_carry(carry, ts.info["episode_done"])
             # the VecEnv of one copy: EpisodeStatsState around the bare env's state, [1, ...]
-            return (next_state, ts.obs), (state.env_state, ts.reward, ts.info["episode_done"])
+            loop = (next_state, ts.obs, carry)
+            return loop, (state.env_state, ts.reward, ts.info["episode_done"])
 
         keys = jax.random.split(k_steps, max_steps)
-        _, (states, rewards, done) = jax.lax.scan(step, (state, ts.obs), keys)
+        loop = (state, ts.obs, initial_actor_carry(actor, 1))
+        _, (states, rewards, done) = jax.lax.scan(step, loop, keys)
         return states, rewards[:, 0], done[:, 0]
 
     inputs = jax.tree.map(

@@ -21,13 +21,13 @@ import jax
 from flax import struct
 
 from ..batches import SampleBatch
-from ..collect import ESTIMATORS, estimate, sample_collector
+from ..collect import ESTIMATORS, batch_major, estimate, sample_collector, time_major
 from ..config import AlgoConfig, Config, one_of
 from ..hparams import HParams, hparam
 from ..losses import health
 from ..losses.kl import DistParams, kl_divergence
 from ..losses.value import value_loss
-from ..networks import Networks, distribution
+from ..networks import Networks, bootstrap_values, distribution, is_recurrent
 from .base import Algorithm, LossFn, MakeLoss, MakeUpdateRule, UpdateRule
 from .first_order import STATELESS, Adaptation, Relabel, make_first_order_rule
 
@@ -158,27 +158,29 @@ def make_vtrace_relabel(config: Config, hparams: ActorCriticHParams, networks: N
     gradient).
     """
     actor, critic = networks
-    steps = (config.num_steps, config.num_envs)
+    recurrent = is_recurrent(networks)
+    to_time = time_major(recurrent, (config.num_steps, config.num_envs))
+    to_batch = batch_major(recurrent)
 
     def relabel(params: Any, batch: SampleBatch) -> SampleBatch:
-        def time_major(x: jax.Array) -> jax.Array:
-            return x.reshape(steps + x.shape[1:])
-
         log_prob = distribution(actor.apply(params["actor"], batch.obs)).log_prob(batch.action)
         data = batch.rollout
+        values, next_values, _ = bootstrap_values(
+            critic, params["critic"], batch.obs, data.next_obs
+        )
         advantages, targets = estimate(
             "vtrace",
-            time_major(data.reward),
-            time_major(critic.apply(params["critic"], batch.obs)),
-            time_major(critic.apply(params["critic"], data.next_obs)),
-            time_major(data.terminated),
-            time_major(data.done),
+            to_time(data.reward),
+            to_time(values),
+            to_time(next_values),
+            to_time(data.terminated),
+            to_time(data.done),
             hparams,
-            log_rho=time_major(log_prob - batch.log_prob),
+            log_rho=to_time(log_prob - batch.log_prob),
             weight_policy_advantage=not config.algo_config.IMPORTANCE_WEIGHTED,
         )
         advantages, targets = jax.lax.stop_gradient((advantages, targets))
-        return batch._replace(advantages=advantages.reshape(-1), returns=targets.reshape(-1))
+        return batch._replace(advantages=to_batch(advantages), returns=to_batch(targets))
 
     return relabel
 

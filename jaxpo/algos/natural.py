@@ -24,7 +24,7 @@ from ..collect import sample_collector
 from ..config import AlgoConfig, Config, one_of, positive_int
 from ..hparams import HParams, hparam
 from ..losses import health
-from ..losses.kl import kl_divergence
+from ..losses.kl import DistParams, kl_divergence
 from ..losses.surrogate import importance_surrogate
 from ..losses.value import value_loss
 from ..natgrad import (
@@ -33,7 +33,8 @@ from ..natgrad import (
     make_fisher_vector_product,
     make_kl_hessian_vector_product,
 )
-from ..networks import Networks, distribution
+from ..networks import Actor, Networks, distribution
+from ..recurrence import Sequences
 from .actor_critic import normalize
 from .base import Algorithm, LossFn, UpdateRule
 from .first_order import make_first_order_rule
@@ -133,6 +134,25 @@ def fisher_samples(config: Config, obs: Any) -> Any:
     return jax.tree.map(thin, obs)
 
 
+def fisher_outputs(config: Config, actor: Actor, obs: Any) -> Callable[[Any], DistParams]:
+    """``params -> outputs [N', ...]``: the samples Fisher-vector products average over.
+
+    Feed-forward: the actor on :func:`fisher_samples` of the batch. Recurrent
+    (:class:`~jaxpo.recurrence.Sequences` ``[B, T]``): the actor unrolled over the whole
+    sequences (each state needs every step before it), then every ``fisher_subsample``-th
+    step's output, flattened to ``[B·ceil(T/k), ...]``.
+    """
+    if not isinstance(obs, Sequences):
+        thinned = fisher_samples(config, obs)
+        return lambda p: actor.apply(p, thinned)
+    k = config.fisher_subsample
+
+    def apply(p: Any) -> DistParams:
+        return jax.tree.map(lambda x: x[:, ::k].reshape((-1, *x.shape[2:])), actor.apply(p, obs))
+
+    return apply
+
+
 def make_natural_loss(config: Config, hparams: NaturalHParams, networks: Networks) -> LossFn:
     """−E[(π_θ/π_old)·Â] on the whole batch: the surrogate whose natural gradient is followed.
 
@@ -171,13 +191,12 @@ def make_policy_problem(
     def evaluate(p: Any) -> tuple[jax.Array, jax.Array]:
         return kl_divergence(old, actor.apply(p, batch.obs)).mean(), surrogate(p) - surrogate_old
 
-    fisher_obs = fisher_samples(config, batch.obs)
     make_fvp = (
         make_fisher_vector_product
         if config.fisher_form == "gauss_newton"
         else make_kl_hessian_vector_product
     )
-    fvp = make_fvp(lambda p: actor.apply(p, fisher_obs), params, damping)
+    fvp = make_fvp(fisher_outputs(config, actor, batch.obs), params, damping)
     cg = conjugate_gradient(fvp, grad, config.cg_iters)
     grad_norm = optax.tree.norm(grad)
     return PolicyProblem(
