@@ -33,11 +33,12 @@ def ess_fraction(log_ratio: ArrayLike) -> jax.Array:
     Computed from log-weights shifted by their maximum, so large ratios do not overflow.
 
     Args:
-        log_ratio: ``[N]``.
+        log_ratio: any shape (``[N]``, or ``[B, T]`` for a recurrent batch's sequences);
+            every entry is one sample.
     """
     log_ratio = jnp.asarray(log_ratio)
     w = jnp.exp(log_ratio - jnp.max(log_ratio))
-    return jnp.square(jnp.sum(w)) / (log_ratio.shape[0] * jnp.sum(jnp.square(w)))
+    return jnp.square(jnp.sum(w)) / (log_ratio.size * jnp.sum(jnp.square(w)))
 
 
 def explained_variance(values: ArrayLike, returns: ArrayLike) -> jax.Array:
