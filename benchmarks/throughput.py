@@ -215,6 +215,20 @@ def pendulum_case(updates: int) -> EnvCase:
     )
 
 
+def recurrent_case(total: int) -> EnvCase:
+    """The CartPole case (PureJaxRL's settings, feed-forward PPO) and beside it the same
+    PPO with a 128-unit GRU after the hidden layers of the actor and of the critic."""
+    case = cartpole_case(total)
+    gru = case.config.replace(cell="gru", cell_size=128)
+    return EnvCase(
+        "CartPole-v1 (recurrent)",
+        case.config,
+        case.hparams,
+        jaxpo_name="jaxpo mlp",
+        variants={"jaxpo gru": gru},
+    )
+
+
 def minatar_case(updates: int) -> EnvCase:
     """jaxpo's gymnax:Breakout-MinAtar preset cut to ``updates`` updates, with the CNN torso
     (``torso="cnn"``; the preset's convolutions and hidden layers) and beside it the MLP preset
@@ -657,6 +671,9 @@ NOTES = """\
   minibatches) with `torso="cnn"` (row `jaxpo cnn`; network fields in the JSON settings)
   beside the MLP preset (256-256 relu, `jaxpo mlp`), interleaved, one raw-env measurement
   for both; rejax not timed.
+- CartPole recurrent (`--envs recurrent`): the CartPole case's feed-forward PPO (`jaxpo mlp`)
+  beside the same PPO with a 128-unit GRU after the hidden layers of the actor and of the
+  critic (`jaxpo gru`; minibatches are whole environment sequences), interleaved.
 - rejax 0.1.3 expects gymnax < 1.0's five-value `step`; an adapter folds
   `terminated | truncated` into `done`. For brax, rejax's `Brax2GymnaxEnv` cannot run
   gymnax 1.x's `step` (it calls `is_truncated` on a brax `State`), so the adapter
@@ -680,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--envs",
         default=None,
-        help="comma list of cartpole,pendulum,minatar (default: cartpole,pendulum; --quick: "
-        "cartpole)",
+        help="comma list of cartpole,pendulum,minatar,recurrent (default: cartpole,pendulum; "
+        "--quick: cartpole)",
     )
     parser.add_argument("--impls", default="jaxpo,rejax", help="comma list of jaxpo,rejax")
     parser.add_argument(
@@ -721,6 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         "cartpole": lambda: cartpole_case(cartpole_steps),
         "pendulum": lambda: pendulum_case(pendulum_updates),
         "minatar": lambda: minatar_case(minatar_updates),
+        "recurrent": lambda: recurrent_case(cartpole_steps),
     }
     cases = [makers[e.strip()]() for e in env_names.split(",") if e.strip()]
 

@@ -6,8 +6,11 @@ and stays so. The network is the default (or the preset's, if ``--preset``). Pri
 seed's return at a quarter, half and the end of the budget, and the illegal actions sampled
 on masked envs.
 
-    python experiments/beside_untrained.py ENV_ID TOTAL NUM_ENVS NUM_STEPS LEARNING_RATE
+    python experiments/beside_untrained.py ENV TOTAL NUM_ENVS NUM_STEPS LR [NAME=VALUE ...]
     python experiments/beside_untrained.py jumanji:Knapsack-v1 300000 64 32 3e-4
+    python experiments/beside_untrained.py jumanji:Game2048-v1 1048576 64 32 1e-3 reward_scale=0.01
+
+``NAME=VALUE`` sets further traced hparams of both members.
 """
 
 from __future__ import annotations
@@ -20,16 +23,23 @@ import numpy as np
 import jaxpo
 
 
-def main(env_id: str, total: int, num_envs: int, num_steps: int, learning_rate: float) -> None:
+def main(
+    env_id: str,
+    total: int,
+    num_envs: int,
+    num_steps: int,
+    learning_rate: float,
+    **overrides: float,
+) -> None:
     """Runs both policies and prints their returns."""
     loop = dict(num_envs=num_envs, num_steps=num_steps, update_epochs=4, num_minibatches=4)
     config = jaxpo.Config(algo="ppo", env_id=env_id, total_timesteps=total, **loop)
-    hparams = jaxpo.default_hparams(config, learning_rate=learning_rate)
+    hparams = jaxpo.default_hparams(config, learning_rate=learning_rate, **overrides)
     members = jaxpo.sweep.grid(hparams, learning_rate=[1e-12, learning_rate])
     start = time.time()
     result = jaxpo.sweep.run(config, members, seeds=8)
     returns = np.asarray(result.metrics["episode_return"])  # [2, 8, updates]
-    print(env_id, loop, learning_rate, f"{time.time() - start:.0f}s")
+    print(env_id, loop, learning_rate, overrides, f"{time.time() - start:.0f}s")
     for member, name in enumerate(["untrained", "ppo"]):
         for share in (0.25, 0.5, 1.0):
             i = int(share * returns.shape[2]) - 1
@@ -44,4 +54,5 @@ def main(env_id: str, total: int, num_envs: int, num_steps: int, learning_rate: 
 
 if __name__ == "__main__":
     env_id, total, envs, steps, lr = sys.argv[1:6]
-    main(env_id, int(total), int(envs), int(steps), float(lr))
+    extra = {name: float(value) for name, value in (a.split("=", 1) for a in sys.argv[6:])}
+    main(env_id, int(total), int(envs), int(steps), float(lr), **extra)

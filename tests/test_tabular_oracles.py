@@ -182,8 +182,8 @@ def collector():
         k_reset, k_burn, k_roll = jax.random.split(key, 3)
         env_state, ts = env.reset(k_reset, hparams.env_params)
         last = (jnp.float32(0.0), jnp.float32(0.0))
-        burn = collect(params, env_state, ts.obs, last, k_burn, hparams)
-        return collect(params, burn.env_state, burn.obs, last, k_roll, hparams).batch
+        burn = collect(params, env_state, ts.obs, {}, last, k_burn, hparams)
+        return collect(params, burn.env_state, burn.obs, {}, last, k_roll, hparams).batch
 
     def collect_np(params, key, hparams):
         batch = run(params, key, hparams)
