@@ -19,6 +19,7 @@ from jaxpo import cli, envs, parser
 from jaxpo.algos import BUILTIN
 from jaxpo.algos.docs import hparam_table
 from jaxpo.networks import make_networks
+from jaxpo.train import make_trainer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -212,3 +213,23 @@ def test_readme_suites_commands(tmp_path, monkeypatch, capsys):
     assert int(hparams.env_params.max_steps_in_episode) == 50
     assert "refused" in comment
     expect_refusal(popgym_argv, "stable-gymnax", capsys)
+
+
+def test_readme_recurrent_example_runs(cheap_compile):
+    ns = run_example("recurrent")
+    carry = ns["out"].state.carry
+    assert set(carry) == {"actor", "critic"}
+    for h in jax.tree.leaves(carry):
+        assert h.shape == (1, 2, 8, 64) and np.abs(np.asarray(h)).max() > 0
+    assert np.isfinite(np.asarray(ns["out"].metrics["loss"])).all()
+
+
+def test_readme_recurrent_commands():
+    (gru_argv, _), (lstm_argv, _) = command_lines("recurrent-cli")
+    config, _ = setup_command(gru_argv)
+    assert (config.env_id, config.cell, config.cell_size) == ("probe:memory", "gru", 32)
+    assert config.total_timesteps == 20_000
+    config, _ = setup_command(lstm_argv)
+    assert (config.algo, config.env_id, config.cell) == ("trpo", "pomdp:CartPole-v1", "lstm")
+    assert config.num_envs % config.num_minibatches == 0
+    make_trainer(config)  # the static checks pass
