@@ -62,6 +62,9 @@ LOOP_FIELDS = ("num_envs", "num_steps", "update_epochs", "num_minibatches", "tot
 LOOP_VALUES = ("0", "-3", "abc", "1.5", "nan")
 OTHER_FIELDS = [("hidden_sizes", v) for v in ("", "0,64", "a,b", "-4")] + [
     ("activation", "foo"),
+    ("cell", "rnn"),
+    ("cell_size", "0"),
+    ("cell_size", "abc"),
     ("normalize_obs", "maybe"),
     ("normalize_obs", "2"),
     ("adam_eps", "0"),
@@ -326,8 +329,13 @@ def api_cases() -> list[tuple[str, Callable[[], object], str]]:
             ("adam_eps", "a"),
             ("total_timesteps", 0),
             ("activation", "foo"),
+            ("cell", "rnn"),
+            ("cell_size", -1),
         )
     ]
+    # a recurrent run's minibatches are whole environments: 4 envs cannot make 3 of them
+    recurrent = CONFIG.replace(cell="gru", num_envs=4, num_minibatches=3)
+    cases.append(("config-recurrent-minibatches", lambda: sweep.run(recurrent, HP), "num_envs"))
     cases += [
         ("config-foreign-field", lambda: jaxpo.Config(cg_iters=3), "cg_iters"),
         ("config-unknown-field", lambda: CONFIG.replace(foo=1), "foo"),

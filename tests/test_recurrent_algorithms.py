@@ -136,7 +136,8 @@ def check_recurrent_run(algo: str, cell: str) -> None:
         params, params0 = cell_params(last.params[net], cell), cell_params(first.params[net], cell)
         assert set(params) >= set(RECURRENT_KERNELS[cell]), net
         for gate in RECURRENT_KERNELS[cell]:
-            kernel, kernel0 = np.asarray(params[gate]["kernel"]), np.asarray(params0[gate]["kernel"])
+            kernel = np.asarray(params[gate]["kernel"])
+            kernel0 = np.asarray(params0[gate]["kernel"])
             assert kernel.shape == (CELL_SIZE, CELL_SIZE), (net, gate)
             # the gradient reached through the recurrence: the kernel left its initial values
             change = np.abs(kernel - kernel0).max()
