@@ -28,8 +28,8 @@ from .config import Config
 from .hparams import HParams
 from .losses import health
 from .losses.group import group_advantages
-from .networks import Networks, bootstrap_values, distribution, is_recurrent, step
-from .recurrence import Sequences, episode_starts, reset_carry
+from .networks import Networks, distribution, is_recurrent
+from .recurrence import Sequences, bootstrap_values, episode_starts, reset_carry, step
 from .rollout import Policy, Transition, rollout
 
 ESTIMATORS = ("gae", "vtrace")
@@ -39,7 +39,7 @@ class Collected(NamedTuple):
     """One collection: where the environments are now, the batch, and rollout metrics.
 
     ``carry`` holds the recurrent networks' states per environment after the rollout (see
-    :func:`jaxpo.networks.initial_carries`; ``{}`` for feed-forward networks). ``metrics``
+    :func:`jaxpo.recurrence.initial_carries`; ``{}`` for feed-forward networks). ``metrics``
     has at least ``episode_return`` and ``episode_length`` (``train`` carries them forward)
     and ``env_nonfinite``.
     """

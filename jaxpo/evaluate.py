@@ -24,8 +24,8 @@ import numpy as np
 
 from . import checkpoint, envs, sweep
 from .config import Config
-from .networks import Actor, distribution, make_networks, step
-from .recurrence import initial_carry, reset_carry
+from .networks import Actor, distribution, make_networks
+from .recurrence import initial_carry, reset_carry, step
 from .train import make_env
 
 #: the two ways of acting: the distribution's mode, and samples from it.

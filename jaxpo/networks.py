@@ -22,7 +22,7 @@ import numpy as np
 
 from . import envs
 from .distributions import FACTORED, DistParams, distribution, mask_logits
-from .recurrence import Recurrence, Sequences, initial_carry, one_step
+from .recurrence import Recurrence, bootstrap_values, initial_carries, sequence_inputs, step, unroll  # noqa: F401  (TEMP re-export)
 
 __all__ = [
     "CNN",
@@ -31,16 +31,12 @@ __all__ = [
     "Actor",
     "Critic",
     "Networks",
-    "bootstrap_values",
     "distribution",
     "factor_logits",
     "make_networks",
     "make_torso",
-    "initial_carries",
     "is_recurrent",
     "orthogonal",
-    "step",
-    "unroll",
 ]
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
@@ -164,22 +160,6 @@ def factor_logits(flat: jax.Array, nvec: tuple[int, ...]) -> jax.Array:
     return mask_logits(flat[..., np.where(valid, index, 0)], jnp.asarray(valid))
 
 
-def sequence_inputs(obs: Any, name: str, cell: str) -> tuple[Any, Any]:
-    """``(observations, (start, carry) | None)`` of a network's input (see :class:`MLP`).
-
-    Raises:
-        TypeError: a recurrent network given plain observations instead of ``Sequences``.
-    """
-    if cell == "none":
-        return obs, None
-    if not isinstance(obs, Sequences):
-        raise TypeError(
-            f"a recurrent {name} (cell={cell!r}) runs over jaxpo.recurrence.Sequences, got "
-            f"{type(obs).__name__}; use jaxpo.networks.step for one step"
-        )
-    return obs.obs, (obs.start, obs.carry[name])
-
-
 class Actor(nn.Module):
     """Policy network: categorical logits (one, or one per factor), or a diagonal Gaussian.
 
@@ -285,62 +265,6 @@ class Networks(NamedTuple):
 def is_recurrent(networks: Networks) -> bool:
     """Whether the run's networks carry a recurrent state."""
     return networks.actor.cell != "none"
-
-
-def initial_carries(networks: Networks, batch: tuple[int, ...]) -> dict[str, Any]:
-    """Zero states of every recurrent network for ``batch`` environments (``{}`` if none)."""
-    if not is_recurrent(networks):
-        return {}
-    modules = [m for m in networks if m is not None]
-    return {m.NAME: initial_carry(m.cell, m.cell_size, batch) for m in modules}
-
-
-def unroll(module: Actor | Critic, params: Any, seq: Sequences) -> tuple[Any, Any]:
-    """A recurrent network over ``seq``: ``(outputs [B, T, ...], states [B, T, ...])``.
-
-    ``states[:, t]`` is the state after step ``t``, before any reset after it.
-    """
-    out, sown = module.apply(params, seq, mutable=["recurrent"])
-    return out, sown["recurrent"]["states"][0]
-
-
-def step(module: Actor | Critic, params: Any, carry: Any, obs: Any) -> tuple[Any, Any]:
-    """One step on observations ``[B, ...]``: ``(new carry, outputs [B, ...])``.
-
-    ``carry`` is the module's state ``[B, ...]`` (anything, e.g. ``None``, for a
-    feed-forward module, which it returns unchanged).
-    """
-    if module.cell == "none":
-        return carry, module.apply(params, obs)
-    out, states = unroll(module, params, one_step(obs, {module.NAME: carry}))
-    return jax.tree.map(lambda x: x[:, 0], states), jax.tree.map(lambda x: x[:, 0], out)
-
-
-def bootstrap_values(
-    critic: Critic, params: Any, obs: Any, next_obs: Any
-) -> tuple[jax.Array, jax.Array, Any]:
-    """``(V(obs), V(next_obs), states)``: values of a rollout and of what each step led to.
-
-    Feed-forward: ``obs`` and ``next_obs`` are ``[..., *obs_shape]`` and ``states`` is
-    ``None``. Recurrent: ``obs`` is :class:`~jaxpo.recurrence.Sequences` ``[B, T]``,
-    ``next_obs`` is ``[B, T, *obs_shape]``, and ``V(next_obs_t)`` is the cell applied to
-    ``next_obs_t`` from the state after step ``t``, before any reset (the bootstrap rule of
-    :mod:`jaxpo.recurrence`); ``states`` are the states after each step, ``[B, T, ...]``.
-    """
-    if critic.cell == "none":
-        return critic.apply(params, obs), critic.apply(params, next_obs), None
-    values, states = unroll(critic, params, obs)
-    batch = values.shape
-
-    def flat(x: jax.Array) -> jax.Array:
-        return x.reshape((-1, *x.shape[2:]))
-
-    after = Sequences(
-        jax.tree.map(lambda x: flat(x)[:, None], next_obs),
-        jnp.zeros((values.size, 1), bool),
-        {critic.NAME: jax.tree.map(flat, states)},
-    )
-    return values, critic.apply(params, after).reshape(batch), states
 
 
 def make_torso(config: Any, env: envs.Environment) -> nn.Module | None:

@@ -8,17 +8,21 @@ state per environment. The rules, the same in training, eval and render:
   reset to zeros before the next observation is read (:func:`reset_carry`).
 - **Bootstrap.** At a truncation the critic's ``V(final_obs)`` is computed from the state the
   final observation would have had: the cell applied to ``final_obs`` with the state *before*
-  the reset (:func:`bootstrap_values` in :mod:`jaxpo.networks`).
+  the reset (:func:`bootstrap_values`).
 
 A network re-runs its recurrence over :class:`Sequences`: observations ``[B, T, ...]`` of
 ``B`` environments, each with the state it had before step 0 and a flag at every step that
 began an episode inside the sequence. Updates split environments into minibatches, never
 time, so each sequence is whole (no truncated backpropagation: a rollout's ``num_steps``
 bound the unroll).
+
+The functions here take the actor and critic modules of :mod:`jaxpo.networks` (each names
+its state by its ``NAME`` and runs over ``Sequences`` when its ``cell`` is not ``"none"``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -119,3 +123,77 @@ def one_step(obs: Any, carry: dict[str, Any]) -> Sequences:
     obs = jax.tree.map(lambda x: x[:, None], obs)
     batch = jax.tree.leaves(obs)[0].shape[0]
     return Sequences(obs, jnp.zeros((batch, 1), bool), carry)
+
+
+def sequence_inputs(obs: Any, name: str, cell: str) -> tuple[Any, Any]:
+    """``(observations, (start, carry) | None)`` of a network's input (see :class:`MLP`).
+
+    Raises:
+        TypeError: a recurrent network given plain observations instead of ``Sequences``.
+    """
+    if cell == "none":
+        return obs, None
+    if not isinstance(obs, Sequences):
+        raise TypeError(
+            f"a recurrent {name} (cell={cell!r}) runs over jaxpo.recurrence.Sequences, got "
+            f"{type(obs).__name__}; use jaxpo.recurrence.step for one step"
+        )
+    return obs.obs, (obs.start, obs.carry[name])
+
+
+def initial_carries(modules: Iterable[Any], batch: tuple[int, ...]) -> dict[str, Any]:
+    """Zero states of the recurrent ``modules`` for ``batch`` environments, by name.
+
+    ``modules`` is e.g. a run's ``Networks`` (``None`` entries skipped); ``{}`` if none of
+    them has a cell.
+    """
+    recurrent = [m for m in modules if m is not None and m.cell != "none"]
+    return {m.NAME: initial_carry(m.cell, m.cell_size, batch) for m in recurrent}
+
+
+def unroll(module: nn.Module, params: Any, seq: Sequences) -> tuple[Any, Any]:
+    """A recurrent network over ``seq``: ``(outputs [B, T, ...], states [B, T, ...])``.
+
+    ``states[:, t]`` is the state after step ``t``, before any reset after it.
+    """
+    out, sown = module.apply(params, seq, mutable=["recurrent"])
+    return out, sown["recurrent"]["states"][0]
+
+
+def step(module: nn.Module, params: Any, carry: Any, obs: Any) -> tuple[Any, Any]:
+    """One step on observations ``[B, ...]``: ``(new carry, outputs [B, ...])``.
+
+    ``carry`` is the module's state ``[B, ...]`` (anything, e.g. ``None``, for a
+    feed-forward module, which it returns unchanged).
+    """
+    if module.cell == "none":
+        return carry, module.apply(params, obs)
+    out, states = unroll(module, params, one_step(obs, {module.NAME: carry}))
+    return jax.tree.map(lambda x: x[:, 0], states), jax.tree.map(lambda x: x[:, 0], out)
+
+
+def bootstrap_values(
+    critic: nn.Module, params: Any, obs: Any, next_obs: Any
+) -> tuple[jax.Array, jax.Array, Any]:
+    """``(V(obs), V(next_obs), states)``: values of a rollout and of what each step led to.
+
+    Feed-forward: ``obs`` and ``next_obs`` are ``[..., *obs_shape]`` and ``states`` is
+    ``None``. Recurrent: ``obs`` is :class:`Sequences` ``[B, T]``,
+    ``next_obs`` is ``[B, T, *obs_shape]``, and ``V(next_obs_t)`` is the cell applied to
+    ``next_obs_t`` from the state after step ``t``, before any reset (the bootstrap rule of
+    :mod:`jaxpo.recurrence`); ``states`` are the states after each step, ``[B, T, ...]``.
+    """
+    if critic.cell == "none":
+        return critic.apply(params, obs), critic.apply(params, next_obs), None
+    values, states = unroll(critic, params, obs)
+    batch = values.shape
+
+    def flat(x: jax.Array) -> jax.Array:
+        return x.reshape((-1, *x.shape[2:]))
+
+    after = Sequences(
+        jax.tree.map(lambda x: flat(x)[:, None], next_obs),
+        jnp.zeros((values.size, 1), bool),
+        {critic.NAME: jax.tree.map(flat, states)},
+    )
+    return values, critic.apply(params, after).reshape(batch), states

@@ -28,8 +28,8 @@ from . import envs
 from .algos import Algorithm
 from .config import Config, validate_config
 from .hparams import HParams, scalar_names, validate_hparams
-from .networks import Networks, initial_carries, is_recurrent, make_networks
-from .recurrence import one_step
+from .networks import Networks, is_recurrent, make_networks
+from .recurrence import initial_carries, one_step
 from .registry import lookup
 
 #: ``hook(update, env_steps, episode_return)``: called on the host every ``report_every``

@@ -30,8 +30,8 @@ from jaxpo.algos.ppo import make_ppo_loss
 from jaxpo.batches import SampleBatch
 from jaxpo.collect import make_sample_collect
 from jaxpo.natgrad import make_fisher_vector_product
-from jaxpo.networks import bootstrap_values, distribution, make_networks, step, unroll
-from jaxpo.recurrence import Sequences, episode_starts
+from jaxpo.networks import distribution, make_networks
+from jaxpo.recurrence import Sequences, bootstrap_values, episode_starts, step, unroll
 from jaxpo.train import init_params, make_env, make_trainer
 
 B, T, OBS, CELL = 3, 5, 4, 6

@@ -27,7 +27,8 @@ from ..hparams import HParams, hparam
 from ..losses import health
 from ..losses.kl import DistParams, kl_divergence
 from ..losses.value import value_loss
-from ..networks import Networks, bootstrap_values, distribution, is_recurrent
+from ..networks import Networks, distribution, is_recurrent
+from ..recurrence import bootstrap_values
 from .base import Algorithm, LossFn, MakeLoss, MakeUpdateRule, UpdateRule
 from .first_order import STATELESS, Adaptation, Relabel, make_first_order_rule
 
