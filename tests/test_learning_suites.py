@@ -12,7 +12,6 @@ import pytest
 import jaxpo
 
 
-
 def returns_beside_untrained(env_id: str, total: int) -> np.ndarray:
     """Per-update returns ``[2, 8, updates]``: the untrained policy, then the preset."""
     pytest.importorskip(env_id.split(":")[0])

@@ -66,13 +66,19 @@ def recurrent_config(algo: str, cell: str = "gru") -> Config:
 
 
 def recurrent_hparams(config: Config):
-    """Default hparams with the time limit, as a one-member sweep (and so a checkpoint)
-    holds them: arrays, no Python scalars, so a checkpoint's hparams reuse the program."""
+    """Default hparams with the time limit (not for grouped algorithms), as a one-member
+    sweep (and so a checkpoint) holds them: arrays, no Python scalars, so a checkpoint's
+    hparams reuse the compiled program."""
     # MCPO writes π_old when its KL to every remembered policy exceeds write_threshold;
     # after one small Adam step that KL is far below the default 0.002
     changes = {"write_threshold": 0.0} if config.algo == "mcpo" else {}
     hparams = jaxpo.default_hparams(config, **changes)
-    hparams = hparams.replace(env_params=envs.with_time_limit(hparams.env_params, TIME_LIMIT))
+    # a grouped trajectory ends at its first episode end: cut at 10 steps, every one would
+    # last 10 steps, every group-standardised advantage be 0 and nothing train; uncut,
+    # random CartPole episodes end at different steps inside the 16-step horizon
+    if config.algo not in GROUPED:
+        limited = envs.with_time_limit(hparams.env_params, TIME_LIMIT)
+        hparams = hparams.replace(env_params=limited)
     return sweep.member_hparams(sweep.stack(hparams, {}, 1), 0)
 
 
