@@ -22,7 +22,7 @@ import numpy as np
 
 from . import envs
 from .distributions import FACTORED, DistParams, distribution, mask_logits
-from .recurrence import Recurrence, bootstrap_values, initial_carries, sequence_inputs, step, unroll  # noqa: F401  (TEMP re-export)
+from .recurrence import Recurrence, sequence_inputs
 
 __all__ = [
     "CNN",

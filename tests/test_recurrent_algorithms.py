@@ -28,7 +28,7 @@ from sweeps import count_traces
 from test_torso_algorithms import assert_trees_equal, cheap_compiles, compiled, to_numpy
 
 import jaxpo
-from jaxpo import Config, checkpoint, cli, envs, evaluate, networks, sweep
+from jaxpo import Config, checkpoint, cli, envs, evaluate, networks, recurrence, sweep
 from jaxpo.algos import BUILTIN
 from jaxpo.distributions import distribution
 from jaxpo.registry import ALGORITHMS
@@ -229,20 +229,28 @@ def resumed(tmp_path_factory):
     checkpoint.save(directory, config, batched, np.array([0]), as_run(states[2]), first)
     restored = checkpoint.load(directory)
 
-    state, rest = as_agent(restored.state), []
     member = sweep.member_hparams(restored.hparams, 0)
-    for _ in range(BUDGET - 2):
-        result = run(state, member, 1)
-        state = result.state
-        rest.append(result.metrics)
-    rest = {k: np.concatenate([np.asarray(m[k]) for m in rest]) for k in rest[0]}
+
+    def rest(state):
+        metrics = []
+        for _ in range(BUDGET - 2):
+            result = run(state, member, 1)
+            state = result.state
+            metrics.append(result.metrics)
+        return state, {k: np.concatenate([np.asarray(m[k]) for m in metrics]) for k in metrics[0]}
+
+    state, metrics = rest(as_agent(restored.state))
+    # the same, from states reset to zeros instead of the saved ones
+    zeros = jax.tree.map(np.zeros_like, restored.state.carry)
+    no_carry, _ = rest(as_agent(restored.state.replace(carry=zeros)))
     return {
         "directory": directory,
         "first": states[2],
         "restored": restored,
         "whole": whole,
         "resumed": state,
-        "metrics": {k: np.concatenate([restored.metrics[k][0, 0], rest[k]]) for k in rest},
+        "metrics": {k: np.concatenate([restored.metrics[k][0, 0], metrics[k]]) for k in metrics},
+        "no_carry": no_carry,
     }
 
 
@@ -267,6 +275,9 @@ def test_resume_from_a_checkpoint_equals_one_run_bit_for_bit(resumed):
     want = {k: np.asarray(v) for k, v in whole.metrics.items()}
     assert_trees_equal(resumed["metrics"], want, "metrics")
     assert_trees_equal(as_run(state), to_numpy(as_run(whole.state)), "state")
+    # the equality needs the saved states: resumed from zeros, the parameters differ
+    params, other = jax.tree.leaves(whole.state.params), jax.tree.leaves(resumed["no_carry"].params)
+    assert not all(np.array_equal(a, b) for a, b in zip(params, other, strict=True))
 
 
 def rewrite_config(directory: Path, **fields) -> None:
@@ -395,7 +406,7 @@ def memory_agent():
 
 def reference_returns(saved, key, reset):
     """``evaluate.evaluate``'s deterministic returns of agent 0 by a Python loop over steps
-    (``networks.step``, and zeroed states at episode ends when ``reset``), with the actor's
+    (``recurrence.step``, and zeroed states at episode ends when ``reset``), with the actor's
     states before any reset, ``[T, N, H]``."""
     env = evaluate.eval_env(saved.config, MEMORY_EPISODES)
     actor, _ = networks.make_networks(saved.config, env)
@@ -409,7 +420,7 @@ def reference_returns(saved, key, reset):
     states = []
     while not done.all():
         key, _, k_step = jax.random.split(key, 3)
-        carry, outputs = networks.step(actor, params, carry, ts.obs)
+        carry, outputs = recurrence.step(actor, params, carry, ts.obs)
         states.append(np.asarray(carry))
         state, ts = env.step(k_step, state, distribution(outputs).mode(), env_params)
         ended = np.asarray(ts.info["episode_done"])
@@ -440,7 +451,7 @@ def test_select_action_advances_the_state(memory_agent):
 
 
 def test_evaluation_carries_and_resets_the_actor_state(memory_agent, monkeypatch):
-    """``evaluate.evaluate`` equals a Python loop over ``networks.step``; its loop passes
+    """``evaluate.evaluate`` equals a Python loop over ``recurrence.step``; its loop passes
     the states through ``reset_carry`` after every step, zeroing them where episodes ended.
 
     Only each env's first episode counts and every ``probe:memory`` episode ends at step
