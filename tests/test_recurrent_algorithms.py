@@ -381,7 +381,7 @@ def test_render_of_a_recurrent_checkpoint(resumed, tmp_path, capsys):
     render_gif(resumed["directory"], tmp_path / "cartpole.gif", TIME_LIMIT, capsys)
 
 
-@pytest.mark.slow
+@pytest.mark.extended  # the quick render test above covers a recurrent checkpoint in CI
 def test_render_of_a_recurrent_run(tmp_path_factory, tmp_path, capsys):
     """``jaxpo render`` of a GRU trained by ``jaxpo train`` on ``gymnax:CartPole-v1``."""
     run_dir = cli_train(tmp_path_factory.mktemp("runs") / "cartpole", ENV)
