@@ -160,6 +160,32 @@ def factor_logits(flat: jax.Array, nvec: tuple[int, ...]) -> jax.Array:
     return mask_logits(flat[..., np.where(valid, index, 0)], jnp.asarray(valid))
 
 
+def head(module: Any, obs: Any, out_size: int, out_scale: float) -> tuple[Any, jax.Array]:
+    """The :class:`MLP` of an actor or critic ``module`` (called inside its ``__call__``).
+
+    Returns ``(observations, outputs [..., out_size])``: a recurrent module's input
+    ``Sequences`` unwrapped to its observations, and the states after each step sown in the
+    ``"recurrent"`` collection.
+    """
+    obs, recurrent = sequence_inputs(obs, module.NAME, module.cell)
+    mlp = MLP(
+        module.hidden_sizes,
+        out_size,
+        module.activation,
+        out_scale,
+        module.obs_ndim,
+        module.torso,
+        module.layer_norm,
+        module.cell,
+        module.cell_size,
+    )
+    out = mlp(envs.features(obs), recurrent)
+    if recurrent is not None:
+        out, states = out
+        module.sow("recurrent", "states", states)
+    return obs, out
+
+
 class Actor(nn.Module):
     """Policy network: categorical logits (one, or one per factor), or a diagonal Gaussian.
 
@@ -189,24 +215,9 @@ class Actor(nn.Module):
     @nn.compact
     def __call__(self, obs: Any) -> DistParams:
         """Distribution parameters for observations ``[..., *obs_shape]`` (or ``MaskedObs``)."""
-        obs, recurrent = sequence_inputs(obs, self.NAME, self.cell)
-        mask = obs.action_mask if isinstance(obs, envs.MaskedObs) else None
         size = sum(self.factors) if self.factors else self.action_dim
-        mlp = MLP(
-            self.hidden_sizes,
-            size,
-            self.activation,
-            0.01,
-            self.obs_ndim,
-            self.torso,
-            self.layer_norm,
-            self.cell,
-            self.cell_size,
-        )
-        out = mlp(envs.features(obs), recurrent)
-        if recurrent is not None:
-            out, states = out
-            self.sow("recurrent", "states", states)
+        obs, out = head(self, obs, size, 0.01)
+        mask = obs.action_mask if isinstance(obs, envs.MaskedObs) else None
         if self.factors:
             return mask_logits(factor_logits(out, self.factors), mask), FACTORED
         if self.discrete:
@@ -236,23 +247,7 @@ class Critic(nn.Module):
     @nn.compact
     def __call__(self, obs: Any) -> jax.Array:
         """Values of observations ``[..., *obs_shape]``."""
-        obs, recurrent = sequence_inputs(obs, self.NAME, self.cell)
-        mlp = MLP(
-            self.hidden_sizes,
-            1,
-            self.activation,
-            1.0,
-            self.obs_ndim,
-            self.torso,
-            self.layer_norm,
-            self.cell,
-            self.cell_size,
-        )
-        out = mlp(envs.features(obs), recurrent)
-        if recurrent is not None:
-            out, states = out
-            self.sow("recurrent", "states", states)
-        return out[..., 0]
+        return head(self, obs, 1, 1.0)[1][..., 0]
 
 
 class Networks(NamedTuple):
