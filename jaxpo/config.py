@@ -116,6 +116,12 @@ class Config:
         action_mode: ``"clip"`` or ``"rescale"`` Gaussian actions into the action box.
         log_std_init: initial log standard deviation of Gaussian policies.
         adam_eps: Adam's epsilon.
+        eval_interval: every this many updates (counted from the run's start), each agent
+            evaluates its policy inside the program: ``eval_episodes`` greedy episodes
+            (the distribution's mode) in environments of its own, with frozen normaliser
+            statistics, reported as the ``eval_return``/``eval_length`` metrics (the
+            latest evaluation, NaN before the first); 0: never.
+        eval_episodes: episodes (parallel environments) per evaluation.
         max_consecutive_skips: an agent whose updates come out non-finite (and are skipped)
             this many times in a row is marked failed and frozen for the rest of the run.
         algo_config: the algorithm's own section (default: its section's defaults).
@@ -146,6 +152,8 @@ class Config:
     action_mode: str = "clip"
     log_std_init: float = 0.0
     adam_eps: float = 1e-5
+    eval_interval: int = 0
+    eval_episodes: int = 8
     max_consecutive_skips: int = 10
     algo_config: AlgoConfig = None  # type: ignore[assignment]
 
@@ -385,8 +393,10 @@ def validate_config(config: Config) -> None:
         "num_minibatches",
         "max_consecutive_skips",
         "cell_size",
+        "eval_episodes",
     ):
         positive_int(name, getattr(config, name))
+    positive_int("eval_interval", config.eval_interval, minimum=0)
     if not math.isfinite(config.adam_eps) or config.adam_eps <= 0:
         raise ValueError(f"adam_eps must be finite and > 0, got {config.adam_eps!r}")
     if not math.isfinite(config.log_std_init):

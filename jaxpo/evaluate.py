@@ -16,36 +16,19 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from . import checkpoint, envs, sweep
+from . import checkpoint, sweep
 from .config import Config
-from .networks import Actor, distribution, make_networks
-from .recurrence import initial_carry, reset_carry, step
-from .train import make_env
+from .episodes import AgentPolicy, first_episodes
+from .networks import make_networks
+from .train import make_eval_env
 
 #: the two ways of acting: the distribution's mode, and samples from it.
 MODES = ("deterministic", "stochastic")
-#: a guard on the length of an evaluation rollout; every environment here ends its episodes
-#: (by termination or its time limit) long before.
-MAX_STEPS = 100_000
-
-
-class AgentPolicy(NamedTuple):
-    """What acting needs of one agent, or of several stacked on a leading axis.
-
-    Attributes:
-        params: the actor's parameters.
-        stats: the observation normaliser's running statistics, or ``None`` for a run that
-            did not normalise observations.
-    """
-
-    params: Any
-    stats: envs.RunningStats | None
 
 
 def default_agents(saved: checkpoint.Checkpoint) -> list[int]:
@@ -82,46 +65,6 @@ def agent_env_params(saved: checkpoint.Checkpoint, agents: Sequence[int]) -> Any
     return jax.tree.map(lambda x: np.asarray(x)[members], saved.hparams.env_params)
 
 
-def eval_env(config: Config, num_envs: int) -> envs.Environment:
-    """The training wrappers around ``num_envs`` independent copies, without the normaliser.
-
-    The copies are reset from keys of their own (no groups), and observations come out raw:
-    :func:`select_action` normalises them with the frozen statistics of the checkpoint.
-    """
-    return make_env(config.replace(num_envs=num_envs, normalize_obs=False), group_size=1)
-
-
-def select_action(
-    actor: Actor,
-    policy: AgentPolicy,
-    carry: Any,
-    obs: jax.Array,
-    key: jax.Array,
-    deterministic: bool | jax.Array,
-) -> tuple[Any, jax.Array]:
-    """The actions of one agent's policy for raw observations ``[B, *obs_shape]``.
-
-    Observations are normalised with ``policy.stats`` (not updated) when there are any.
-    ``carry`` is a recurrent actor's state ``[B, ...]`` before the step (see
-    :func:`initial_actor_carry`; anything for a feed-forward actor); the caller resets it
-    after episode ends (:func:`jaxpo.recurrence.reset_carry`), as training does.
-
-    Returns:
-        ``(carry, action)``: the state after the step, and the mode of the action
-        distribution (``deterministic``) or a sample, ``[B]`` or ``[B, action_dim]``.
-    """
-    if policy.stats is not None:
-        obs = envs.map_features(policy.stats.normalize, obs)
-    carry, outputs = step(actor, policy.params, carry, obs)
-    dist = distribution(outputs)
-    return carry, jnp.where(deterministic, dist.mode(), dist.sample(seed=key))
-
-
-def initial_actor_carry(actor: Actor, batch: int) -> Any:
-    """The zero state of a recurrent actor for ``batch`` environments (``()`` if none)."""
-    return initial_carry(actor.cell, actor.cell_size, (batch,)) if actor.cell != "none" else ()
-
-
 @functools.lru_cache(maxsize=16)
 def batched_returns(
     config: Config, episodes: int
@@ -132,37 +75,15 @@ def batched_returns(
 
     Each agent acts in ``episodes`` environments (the same start states for every agent,
     from the one key) until all have finished their first episode; an episode still running
-    after :data:`MAX_STEPS` steps counts with its return so far.
+    after :data:`jaxpo.episodes.MAX_STEPS` steps counts with its return so far.
     """
-    env = eval_env(config, episodes)
+    env = make_eval_env(config, episodes)
     actor, _ = make_networks(config, env)
 
     def returns(
         policy: AgentPolicy, env_params: Any, key: jax.Array, deterministic: jax.Array
     ) -> jax.Array:
-        k_reset, key = jax.random.split(key)
-        state, ts = env.reset(k_reset, env_params)
-        done = jnp.zeros(episodes, bool)
-        first = jnp.zeros(episodes, jnp.float32)
-
-        def running(loop: tuple[Any, ...]) -> jax.Array:
-            t, _, _, _, _, done, _ = loop
-            return jnp.logical_and(t < MAX_STEPS, ~done.all())
-
-        def act(loop: tuple[Any, ...]) -> tuple[Any, ...]:
-            t, state, obs, carry, key, done, first = loop
-            key, k_act, k_step = jax.random.split(key, 3)
-            carry, action = select_action(actor, policy, carry, obs, k_act, deterministic)
-            state, ts = env.step(k_step, state, action, env_params)
-            ended = ts.info["episode_done"]
-            first = jnp.where(ended & ~done, ts.info["episode_return"], first)
-            carry = reset_carry(carry, ended)
-            return t + 1, state, ts.obs, carry, key, done | ended, first
-
-        carry = initial_actor_carry(actor, episodes)
-        loop = (jnp.int32(0), state, ts.obs, carry, key, done, first)
-        _, state, _, _, _, done, first = jax.lax.while_loop(running, act, loop)
-        return jnp.where(done, first, state.episode_return)
+        return first_episodes(env, actor, policy, env_params, key, deterministic).returns
 
     return jax.jit(jax.vmap(returns, in_axes=(0, 0, None, None)))
 

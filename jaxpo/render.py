@@ -21,17 +21,11 @@ import jax
 import numpy as np
 
 from . import checkpoint, envs
-from .evaluate import (
-    agent_env_params,
-    agent_policies,
-    check_agents,
-    eval_env,
-    initial_actor_carry,
-    select_action,
-)
+from .episodes import initial_actor_carry, select_action
+from .evaluate import agent_env_params, agent_policies, check_agents
 from .networks import make_networks
 from .recurrence import reset_carry
-from .train import bare_env
+from .train import bare_env, make_eval_env
 
 #: gymnax's classic-control envs, which its ``Visualizer`` draws with gymnasium and pygame.
 GYMNAX_CLASSIC_CONTROL = (
@@ -103,7 +97,7 @@ def episode(saved: checkpoint.Checkpoint, agent: int, key: jax.Array, max_steps:
     if max_steps < 1:
         raise ValueError(f"--max-steps must be >= 1, got {max_steps}")
     check_agents(saved, [agent])
-    env = eval_env(saved.config, 1)
+    env = make_eval_env(saved.config, 1)
     actor, _ = make_networks(saved.config, env)
 
     @jax.jit

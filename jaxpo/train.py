@@ -27,6 +27,7 @@ from flax import struct
 from . import envs
 from .algos import Algorithm
 from .config import Config, validate_config
+from .episodes import AgentPolicy, first_episodes
 from .hparams import HParams, scalar_names, validate_hparams
 from .networks import Networks, is_recurrent, make_networks
 from .recurrence import initial_carries, one_step
@@ -53,6 +54,9 @@ class RunnerState:
             "critic": ...}`` with leaves ``[num_envs, cell_size]`` (``{}`` without a cell).
         key: PRNG key.
         update: number of updates done.
+        evaluation: the latest in-training evaluation, ``{"return": [], "length": []}``
+            (means over ``config.eval_episodes`` episodes; NaN before the first one), or
+            ``{}`` when ``config.eval_interval`` is 0.
         episode_return: latest mean return of finished episodes (carried forward).
         episode_length: latest mean length of finished episodes (carried forward).
         skipped: ``[]`` int32, updates skipped so far for non-finite results.
@@ -68,6 +72,7 @@ class RunnerState:
     carry: dict[str, Any]
     key: jax.Array
     update: jax.Array
+    evaluation: dict[str, jax.Array]
     episode_return: jax.Array
     episode_length: jax.Array
     skipped: jax.Array
@@ -114,6 +119,15 @@ def make_env(config: Config, group_size: int | None = None) -> envs.Environment:
     if config.normalize_obs:
         env = envs.NormalizeObservation(env)
     return env
+
+
+def make_eval_env(config: Config, num_envs: int) -> envs.Environment:
+    """The training wrappers around ``num_envs`` independent copies, without the normaliser.
+
+    The copies are reset from keys of their own (no groups), and observations come out raw:
+    the policy normalises them with frozen statistics (:func:`jaxpo.episodes.select_action`).
+    """
+    return make_env(config.replace(num_envs=num_envs, normalize_obs=False), group_size=1)
 
 
 def check_action_space(algo: Algorithm, env: envs.Environment) -> None:
@@ -172,6 +186,45 @@ def finite_update(old: Any, new: Any, metrics: dict[str, jax.Array]) -> jax.Arra
     return ok
 
 
+#: folded into an agent's key for its evaluations, so that evaluating draws nothing from the
+#: training stream: a run with evaluation on trains exactly as one with it off.
+EVAL_STREAM = 0x4556
+
+#: ``evaluate(params, env_state, key, hparams) -> {"return": [], "length": []}``.
+Evaluation = Callable[[Any, Any, jax.Array, HParams], dict[str, jax.Array]]
+
+
+def make_evaluation(config: Config, networks: Networks) -> Evaluation:
+    """The in-training evaluation of ``config``: ``config.eval_episodes`` greedy episodes.
+
+    The agent's actor acts with the mode of its distribution in ``eval_episodes``
+    environments of its own (reset from a key folded from its training key), through the
+    training wrappers, with the observation normaliser's statistics of ``env_state`` frozen
+    (:func:`jaxpo.episodes.first_episodes`), until each has finished one episode.
+
+    Returns:
+        ``evaluate(params, env_state, key, hparams)``: the mean return and length.
+    """
+    env = make_eval_env(config, config.eval_episodes)
+
+    def evaluate(
+        params: Any, env_state: Any, key: jax.Array, hparams: HParams
+    ) -> dict[str, jax.Array]:
+        stats = env_state.stats if config.normalize_obs else None
+        policy = AgentPolicy(params["actor"], stats)
+        key = jax.random.fold_in(key, EVAL_STREAM)
+        done = first_episodes(env, networks.actor, policy, hparams.env_params, key, True)
+        return {"return": done.returns.mean(), "length": done.lengths.mean()}
+
+    return evaluate
+
+
+def no_evaluation(config: Config) -> dict[str, jax.Array]:
+    """A runner state's ``evaluation`` before the first one: NaN, or ``{}`` when off."""
+    nan = jnp.float32(jnp.nan)
+    return {"return": nan, "length": nan} if config.eval_interval else {}
+
+
 def _report(hook: ProgressHook, update: jax.Array, env_steps: int, ret: jax.Array) -> jax.Array:
     """Calls ``hook`` once per call site, however many ``vmap`` levels wrap it.
 
@@ -194,7 +247,11 @@ class Trainer(NamedTuple):
     ``updates`` (static) more updates and returns a :class:`TrainResult`. ``run`` continues
     from any state (its ``update`` counter included), so training in segments, with a
     checkpoint between them, is the same computation as one call. Its optional
-    ``report_every`` (traced; 0: never) sets how often the progress hook is called.
+    ``report_every`` (traced; 0: never) sets how often the progress hook is called, and
+    ``start`` (traced; default ``state.update``) is the update count the state starts at,
+    which schedules the in-training evaluations. Pass it unbatched when ``run`` is vmapped
+    over states that all start at the same update (as sweeps do): with a batched counter
+    the evaluation's ``lax.cond`` becomes a select, and every update evaluates.
     """
 
     init: Callable[[jax.Array, HParams], RunnerState]
@@ -221,6 +278,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
     check_action_space(algo, env)
     networks = make_networks(config, env, critic=algo.collector.critic)
     collect = algo.collector.make(config, env, networks)
+    evaluate = make_evaluation(config, networks) if config.eval_interval else None
 
     def checked_rule(hparams: HParams) -> Any:
         # Structural: TIC-GRPO takes GRPO's hparams (same fields, other defaults) and back.
@@ -246,6 +304,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
             initial_carries(networks, (config.num_envs,)),
             key,
             jnp.int32(0),
+            no_evaluation(config),
             zero,
             zero,
             skipped=jnp.int32(0),
@@ -254,10 +313,15 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
         )
 
     def run(
-        state: RunnerState, hparams: HParams, updates: int, report_every: Any = 1
+        state: RunnerState,
+        hparams: HParams,
+        updates: int,
+        report_every: Any = 1,
+        start: Any = None,
     ) -> TrainResult:
         rule = checked_rule(hparams)
         every = jnp.asarray(report_every, jnp.int32)
+        first = state.update if start is None else jnp.asarray(start, jnp.int32)
 
         def one_update(state: RunnerState, step: jax.Array) -> tuple[RunnerState, Any]:
             update = state.update
@@ -285,6 +349,15 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
                 "skipped_total": skipped.astype(jnp.float32),
                 "failed": failed.astype(jnp.float32),
             }
+            evaluation = state.evaluation
+            if evaluate is not None:
+                # ``first + step`` is unbatched in a sweep, so the cond skips the episodes.
+                due = (first + step + 1) % config.eval_interval == 0
+                evaluation = jax.lax.cond(
+                    due, lambda: evaluate(params, env_state, key, hparams), lambda: evaluation
+                )
+                metrics["eval_return"] = evaluation["return"]
+                metrics["eval_length"] = evaluation["length"]
             next_update = update + 1
             if progress is not None:
                 # ``step`` and ``every`` are the same for every agent under vmap, so ``due``
@@ -307,6 +380,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
                 carry,
                 key,
                 next_update,
+                evaluation,
                 ep_return,
                 ep_length,
                 skipped,

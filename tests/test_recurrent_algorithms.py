@@ -28,7 +28,18 @@ from sweeps import count_traces
 from test_torso_algorithms import assert_trees_equal, cheap_compiles, compiled, to_numpy
 
 import jaxpo
-from jaxpo import Config, checkpoint, cli, envs, evaluate, networks, recurrence, sweep
+from jaxpo import (
+    Config,
+    checkpoint,
+    cli,
+    envs,
+    episodes,
+    evaluate,
+    networks,
+    recurrence,
+    sweep,
+    train,
+)
 from jaxpo.algos import BUILTIN
 from jaxpo.distributions import distribution
 from jaxpo.registry import ALGORITHMS
@@ -408,7 +419,7 @@ def reference_returns(saved, key, reset):
     """``evaluate.evaluate``'s deterministic returns of agent 0 by a Python loop over steps
     (``recurrence.step``, and zeroed states at episode ends when ``reset``), with the actor's
     states before any reset, ``[T, N, H]``."""
-    env = evaluate.eval_env(saved.config, MEMORY_EPISODES)
+    env = train.make_eval_env(saved.config, MEMORY_EPISODES)
     actor, _ = networks.make_networks(saved.config, env)
     params = jax.tree.map(lambda x: x[0, 0], saved.state.params["actor"])
     env_params = jax.tree.map(lambda x: x[0], saved.hparams.env_params)
@@ -432,21 +443,21 @@ def reference_returns(saved, key, reset):
 
 
 def test_select_action_advances_the_state(memory_agent):
-    env = evaluate.eval_env(MEMORY, 2)
+    env = train.make_eval_env(MEMORY, 2)
     actor, _ = networks.make_networks(MEMORY, env)
     policy = jax.tree.map(lambda x: x[0], evaluate.agent_policies(memory_agent, [0]))
     obs = jnp.asarray([[1.0, 0.0], [-1.0, 0.0]])  # the two cues
-    zeros = evaluate.initial_actor_carry(actor, 2)
+    zeros = episodes.initial_actor_carry(actor, 2)
     np.testing.assert_array_equal(zeros, np.zeros((2, CELL_SIZE)))
     key = jax.random.key(0)
-    carry, action = evaluate.select_action(actor, policy, zeros, obs, key, True)
+    carry, action = episodes.select_action(actor, policy, zeros, obs, key, True)
     assert carry.shape == (2, CELL_SIZE) and action.shape == (2,)
     assert not np.allclose(carry, zeros)
     assert not np.allclose(carry[0], carry[1])  # the state holds the cue
     # the state is read: the same observation from the two cues' states leads elsewhere
     query = jnp.asarray([[0.0, 1.0], [0.0, 1.0]])
-    after, _ = evaluate.select_action(actor, policy, carry, query, key, True)
-    fresh, _ = evaluate.select_action(actor, policy, zeros, query, key, True)
+    after, _ = episodes.select_action(actor, policy, carry, query, key, True)
+    fresh, _ = episodes.select_action(actor, policy, zeros, query, key, True)
     assert not np.allclose(after[0], after[1]) and not np.allclose(after, fresh)
 
 

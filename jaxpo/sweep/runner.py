@@ -71,10 +71,12 @@ def make_sweep_fn(
     def agents(start: Any, hparams: HParams, report_every: jax.Array) -> TrainResult:
         if resume:
             state = start.replace(key=jax.random.wrap_key_data(start.key))
+            first = state.update[0]  # every agent of a sweep is at the same update
         else:
             state = jax.vmap(trainer.init)(jax.random.wrap_key_data(start), hparams)
-        run = jax.vmap(trainer.run, in_axes=(0, 0, None, None))
-        return run(state, hparams, updates, report_every)
+            first = 0
+        run = jax.vmap(trainer.run, in_axes=(0, 0, None, None, None))
+        return run(state, hparams, updates, report_every, first)
 
     spec = PartitionSpec(AXIS)
     # Each device runs whole agents, so there is nothing for shard_map's check of which
