@@ -200,7 +200,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     table, written = runs.write_sweep_outputs(
         out, result, config, layout, wall, **log_options(args)
     )
-    print(f"\n{sweep_table.format_top_k(table, args.top)}\n({wall:.0f}s incl. compile)")
+    metric, centre = sweep_table.ranking_of(config)
+    top = sweep_table.format_top_k(table, args.top, metric, centre=centre)
+    print(f"\n{top}\n({wall:.0f}s incl. compile)")
     for line in run_log.nan_report(result.metrics, result.seeds, config):
         print(line)
     print("wrote " + ", ".join(str(path) for path in written))

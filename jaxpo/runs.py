@@ -227,7 +227,8 @@ def sweep_summary(
     config: Config, table: sweep_table.Table, layout: sweep.SweepPlan, wall: float
 ) -> dict[str, Any]:
     """What a sweep's ``summary.json`` holds: config, seeds, swept columns and the best member."""
-    top = sweep_table.best(table)
+    metric, centre = sweep_table.ranking_of(config)
+    top = sweep_table.best(table, metric, centre=centre)
     return {
         "algo": config.algo,
         "env_id": config.env_id,
@@ -238,8 +239,10 @@ def sweep_summary(
         "env_steps_per_agent": config.num_updates * config.batch_size,
         "swept": {n: [table.hparams_of(m)[n] for m in table.members] for n in table.swept()},
         "best": {
-            "metric": "final_return",
+            "metric": metric,
+            "centre": centre,
             "member": top.member,
+            "iqm": top.iqm,
             "mean": top.mean,
             "std": top.std,
             "failed_seeds": top.failed,

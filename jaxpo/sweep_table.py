@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy import stats
 
 from . import sweep
 from .config import Config
@@ -23,6 +24,8 @@ from .hparams import HParams
 ID_COLUMNS = ("member", "seed")
 SUMMARY_COLUMNS = ("final_return", "best_return", "env_steps")
 MODES = ("max", "min")
+#: what a member's seeds are reduced to for ranking: their mean, or their interquartile mean.
+CENTRES = ("mean", "iqm")
 #: members beyond which the curves plot has no legend (it would cover the figure).
 MAX_LEGEND = 20
 
@@ -62,7 +65,7 @@ class Table:
 
 
 class Ranked(NamedTuple):
-    """A member and the mean and standard deviation (ddof 0) of a column over its seeds.
+    """A member and the mean, standard deviation (ddof 0) and IQM of a column over its seeds.
 
     ``failed`` counts its seeds that NaN safety froze (the ``failed`` metric at the end).
     """
@@ -72,6 +75,25 @@ class Ranked(NamedTuple):
     mean: float
     std: float
     failed: int = 0
+    iqm: float = float("nan")
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The interquartile mean along ``axis``: the mean of the middle 50% of the values.
+
+    ``scipy.stats.trim_mean(x, 0.25)``, the aggregate Agarwal et al. (2021) recommend over a
+    few seeds; with fewer than 4 values nothing is trimmed (it is the mean). NaN gives NaN.
+    """
+    return np.asarray(stats.trim_mean(np.asarray(values, np.float64), 0.25, axis=axis))
+
+
+def ranking_of(config: Config) -> tuple[str, str]:
+    """``(metric, centre)`` that a sweep of ``config`` ranks its members by.
+
+    The in-training evaluation's IQM over seeds when the run evaluates
+    (``config.eval_interval > 0``), else the mean final training return.
+    """
+    return ("eval_return", "iqm") if config.eval_interval else ("final_return", "mean")
 
 
 def short_float(x: Any) -> float:
@@ -169,25 +191,30 @@ def write_parquet(table: Table, path: str | Path) -> bool:
     return True
 
 
-def top_k(table: Table, k: int, metric: str = "final_return", mode: str = "max") -> list[Ranked]:
-    """The ``k`` best members by the mean of ``metric`` over their seeds, best first.
+def top_k(
+    table: Table, k: int, metric: str = "final_return", mode: str = "max", centre: str = "mean"
+) -> list[Ranked]:
+    """The ``k`` best members by the mean (or IQM) of ``metric`` over their seeds, best first.
 
-    Members whose mean is NaN rank last; ties keep member order.
+    Members whose value is NaN rank last; ties keep member order.
 
     Args:
         table: from :func:`table`.
         k: how many members (all of them if fewer).
         metric: a column other than ``member``/``seed``.
         mode: ``"max"`` (higher is better) or ``"min"``.
+        centre: ``"mean"`` or ``"iqm"`` (see :data:`CENTRES`) over the seeds.
 
     Raises:
-        ValueError: unknown metric or mode, or ``k < 1``.
+        ValueError: unknown metric, mode or centre, or ``k < 1``.
     """
     choices = [c for c in table.columns if c not in ID_COLUMNS]
     if metric not in choices:
         raise ValueError(f"unknown metric {metric!r}; choose from {choices}")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+    if centre not in CENTRES:
+        raise ValueError(f"unknown centre {centre!r}; use one of {CENTRES}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     values: dict[int, list[float]] = {}
@@ -203,37 +230,50 @@ def top_k(table: Table, k: int, metric: str = "final_return", mode: str = "max")
         vals_arr = np.asarray(vals, float)
         hparams = {name: first[m][name] for name in table.hparams}
         mean, std = float(vals_arr.mean()), float(vals_arr.std())
-        ranked.append(Ranked(m, hparams, mean, std, failed[m]))
+        ranked.append(Ranked(m, hparams, mean, std, failed[m], float(iqm(vals_arr))))
     sign = -1.0 if mode == "max" else 1.0
-    ranked.sort(key=lambda r: (np.isnan(r.mean), sign * r.mean))
+    ranked.sort(key=lambda r: (np.isnan(getattr(r, centre)), sign * getattr(r, centre)))
     return ranked[:k]
 
 
-def best(table: Table, metric: str = "final_return", mode: str = "max") -> Ranked:
-    """The best member by the mean of ``metric`` over its seeds (see :func:`top_k`)."""
-    return top_k(table, 1, metric, mode)[0]
+def best(
+    table: Table, metric: str = "final_return", mode: str = "max", centre: str = "mean"
+) -> Ranked:
+    """The best member by the mean (or IQM) of ``metric`` over its seeds (see :func:`top_k`)."""
+    return top_k(table, 1, metric, mode, centre)[0]
 
 
-def format_top_k(table: Table, k: int, metric: str = "final_return", mode: str = "max") -> str:
+def format_top_k(
+    table: Table, k: int, metric: str = "final_return", mode: str = "max", centre: str = "mean"
+) -> str:
     """The top-``k`` members as a text table: rank, member, swept hparams, mean ± std.
 
-    If any listed member has failed seeds (frozen by NaN safety), a ``failed`` column shows
-    how many of its seeds, and a last line says what that means.
+    Ranked by IQM (``centre="iqm"``), the table shows the IQM and then mean ± std. If any
+    listed member has failed seeds (frozen by NaN safety), a ``failed`` column shows how many
+    of its seeds, and a last line says what that means.
     """
-    ranked = top_k(table, k, metric, mode)
+    ranked = top_k(table, k, metric, mode, centre)
     swept = table.swept()
     seeds = len(table.rows) // len(table.members)
     marked = any(r.failed for r in ranked)
-    cells = [["rank", "member", *swept, metric] + (["failed"] if marked else [])] + [
+    by_iqm = centre == "iqm"
+    cells = [
+        ["rank", "member", *swept]
+        + (["IQM"] if by_iqm else [])
+        + [metric]
+        + (["failed"] if marked else [])
+    ] + [
         [str(i + 1), str(r.member), *(f"{r.hparams[n]:.4g}" for n in swept)]
+        + ([f"{r.iqm:.4g}"] if by_iqm else [])
         + [f"{r.mean:.4g} ± {r.std:.2g}"]
         + ([f"{r.failed}/{seeds}" if r.failed else "-"] if marked else [])
         for i, r in enumerate(ranked)
     ]
     widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
+    how = "IQM; mean ± std" if by_iqm else "mean ± std"
     title = (
         f"top {len(ranked)} of {len(table.members)} members by {metric} "
-        f"({mode}; mean ± std over {seeds} seed(s))"
+        f"({mode}; {how} over {seeds} seed(s))"
     )
     lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
     if marked:

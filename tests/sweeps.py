@@ -23,9 +23,9 @@ def count_traces(mp: pytest.MonkeyPatch) -> dict[str, int]:
     def counting_make_trainer(config, progress=None):
         trainer = real_make_trainer(config, progress)
 
-        def counted(state, hparams, updates, report_every=1):
+        def counted(state, hparams, updates, report_every=1, start=None):
             traces["n"] += 1
-            return trainer.run(state, hparams, updates, report_every)
+            return trainer.run(state, hparams, updates, report_every, start)
 
         return trainer._replace(run=counted)
 

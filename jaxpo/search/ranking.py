@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import stats
+
+from ..sweep_table import iqm
+
+__all__ = ["EVAL_METRIC", "TRAIN_METRIC", "default_metric", "iqm", "order", "scores"]
 
 #: the metric ranked on when the run evaluates in training, and otherwise.
 EVAL_METRIC, TRAIN_METRIC = "eval_return", "episode_return"
@@ -23,14 +26,6 @@ EVAL_METRIC, TRAIN_METRIC = "eval_return", "episode_return"
 def default_metric(metrics: Mapping[str, np.ndarray]) -> str:
     """``eval_return`` if ``metrics`` has it (the run evaluated), else ``episode_return``."""
     return EVAL_METRIC if EVAL_METRIC in metrics else TRAIN_METRIC
-
-
-def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """The interquartile mean along ``axis`` (the 25% lowest and highest values dropped).
-
-    With fewer than 4 values nothing is dropped (it is the mean); any NaN gives NaN.
-    """
-    return np.asarray(stats.trim_mean(np.asarray(values, np.float64), 0.25, axis=axis))
 
 
 def scores(metrics: Mapping[str, np.ndarray], metric: str | None = None) -> np.ndarray:
