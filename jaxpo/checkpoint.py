@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from .config import USER_TORSO, Config, user_torso_record
+from .config import Config, config_from_dict
 from .hparams import HParams
 from .train import RunnerState, default_hparams, make_trainer
 
@@ -62,31 +62,6 @@ class Checkpoint(NamedTuple):
     state: RunnerState
     metrics: dict[str, np.ndarray]
     update: int
-
-
-def config_from_dict(fields: dict[str, Any], torso: Any = None) -> Config:
-    """A :class:`Config` from its flat ``to_record()`` (JSON turns tuples into lists).
-
-    Args:
-        fields: the record.
-        torso: the flax module a record with a user torso (``"module:pkg.Class"``) was
-            trained with; it must be an instance of that class.
-
-    Raises:
-        ValueError: the record names a user torso and ``torso`` is not an instance of it.
-    """
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    recorded = fields.get("torso")
-    if isinstance(recorded, str) and recorded.startswith(USER_TORSO):
-        given = None if torso is None else user_torso_record(torso)
-        if given != recorded:
-            raise ValueError(
-                f"the run's torso is the user module {recorded[len(USER_TORSO) :]}, which a "
-                "file cannot hold: pass an instance, checkpoint.load(directory, torso=...)"
-                + ("" if given is None else f" (got a {given[len(USER_TORSO) :]})")
-            )
-        fields["torso"] = torso
-    return Config(**fields)
 
 
 def state_template(config: Config) -> tuple[Any, Any]:

@@ -4,7 +4,8 @@
 compiled, vmapped program, shows progress, prints the final return per seed and writes
 ``metrics.csv`` and ``metrics.jsonl`` (one row per update per seed) and ``summary.json`` to
 ``--out``; ``--tensorboard`` adds event files under ``OUT/tensorboard``, ``--wandb`` a
-Weights & Biases run (if ``wandb`` is installed).
+Weights & Biases run (if ``wandb`` is installed). ``jaxpo train --config best.json`` trains
+with the complete settings a file holds (:func:`jaxpo.presets.load`).
 
 ``jaxpo sweep --grid learning_rate=1e-4,3e-4 --seeds 8`` trains every member (from
 ``--grid``, ``--random N --dist``, ``--point``) × seed as one compiled program, shows one
@@ -65,13 +66,26 @@ def run_tool(args: argparse.Namespace) -> int:
 
 
 def setup(args: argparse.Namespace) -> tuple[Config, HParams, np.ndarray]:
-    """The preset of ``--algo``/``--env`` with the budget, ``--set`` and progress applied.
+    """The preset of ``--algo``/``--env`` or ``--config FILE``, then the budget and ``--set``.
 
     Returns:
         ``(config, base hparams, seeds [S])``.
+
+    Raises:
+        ValueError: ``--config`` with ``--algo`` or ``--env``, or a malformed file.
     """
     seeds = 4 if args.seeds is None else args.seeds
-    config, hparams = presets.get(args.algo or "ppo", args.env or "gymnax:CartPole-v1")
+    settings = getattr(args, "config", None)
+    if settings is None:
+        config, hparams = presets.get(args.algo or "ppo", args.env or "gymnax:CartPole-v1")
+    else:
+        given = [flag for flag, value in (("--algo", args.algo), ("--env", args.env)) if value]
+        if given:
+            raise ValueError(
+                f"--config {settings} sets the algorithm and the env itself; drop "
+                f"{' and '.join(given)}"
+            )
+        config, hparams = presets.load(settings)
     if args.total_timesteps is not None:
         config = config.replace(total_timesteps=args.total_timesteps)
     config, hparams = flags.apply_sets(config, hparams, args.set)
@@ -101,6 +115,7 @@ def start_or_resume(
     given = [
         flag
         for flag, value in (
+            ("--config", args.config),
             ("--set", args.set),
             ("--algo", args.algo),
             ("--env", args.env),

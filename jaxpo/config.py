@@ -241,6 +241,32 @@ class Config:
         return self.total_timesteps // self.batch_size
 
 
+def config_from_dict(fields: Mapping[str, Any], torso: Any = None) -> Config:
+    """A :class:`Config` from its flat :meth:`Config.to_record` (JSON turns tuples into lists).
+
+    Args:
+        fields: the record.
+        torso: the flax module a record with a user torso (``"module:pkg.Class"``) was
+            trained with; it must be an instance of that class.
+
+    Raises:
+        ValueError: the record names a user torso and ``torso`` is not an instance of it.
+    """
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    recorded = fields.get("torso")
+    if isinstance(recorded, str) and recorded.startswith(USER_TORSO):
+        given = None if torso is None else user_torso_record(torso)
+        if given != recorded:
+            raise ValueError(
+                f"the run's torso is the user module {recorded[len(USER_TORSO) :]}, which a "
+                "file cannot hold: pass an instance, e.g. checkpoint.load(directory, torso=...)"
+                " or presets.load(path, torso=...)"
+                + ("" if given is None else f" (got a {given[len(USER_TORSO) :]})")
+            )
+        fields["torso"] = torso
+    return Config(**fields)
+
+
 def section_fields(section_cls: type) -> list[str]:
     """Names of a section class's fields."""
     return [f.name for f in dataclasses.fields(section_cls)]

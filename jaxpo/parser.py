@@ -184,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the complete train state every K updates (always saved at the end)",
     )
     train.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="train with the complete settings in FILE (a best.json of jaxpo.search.write_best, "
+        "or a run's summary.json) instead of the --algo/--env preset; --set and "
+        "--total-timesteps still apply on top",
+    )
+    train.add_argument(
         "--resume",
         default=None,
         metavar="DIR",

@@ -4,14 +4,22 @@ Where no preset exists for a pair, the algorithm's defaults with the generic con
 that env id are returned, so every algorithm runs on every compatible env. An algorithm's
 own loop sizes (e.g. A2C's single full-batch step) come from its config section, as in
 ``Config(algo=...)``; a preset overrides them only where it names them.
+
+``load(path)`` reads the complete settings of one run back from a file: a ``best.json``
+(:func:`jaxpo.search.write_best`) or a training run's ``summary.json``.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+
 from . import registry
-from .config import Config, validate_config
+from .config import Config, config_from_dict, field_names, validate_config
 from .hparams import HParams, specs
 from .train import default_hparams
 
@@ -234,3 +242,130 @@ def budgets() -> str:
             for total, algos in sorted(others.items())
         ]
     )
+
+
+#: ``"format"`` of a settings file (``best.json``) and the top-level keys it may have.
+SETTINGS_FORMAT = "jaxpo.settings/1"
+SETTINGS_KEYS = ("format", "algo", "env_id", "config", "hparams", "env_params", "provenance")
+
+
+def env_leaves(env_params: Any) -> dict[str, Any]:
+    """``{"path/to/leaf": leaf}`` of env params: the names a settings file gives them."""
+    return {
+        jax.tree_util.keystr(path, simple=True, separator="/"): leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(env_params)
+    }
+
+
+def _leaf(name: str, value: Any, like: Any) -> Any:
+    """Stored env param ``value`` in the type (and dtype, shape) of the default ``like``."""
+    kind = {bool: (bool,), int: (int,), float: (int, float)}.get(type(like))
+    if kind is not None:  # a Python scalar, as gymnax's dataclasses hold them
+        if not isinstance(value, kind) or (bool not in kind and isinstance(value, bool)):
+            raise ValueError(f"env_params {name}: expected {type(like).__name__}, got {value!r}")
+        return type(like)(value)
+    like = np.asarray(like)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # a ragged list
+        array = np.asarray(None)
+    if array.dtype.kind not in "biuf" or array.shape != like.shape:
+        raise ValueError(
+            f"env_params {name}: expected numbers of shape {like.shape}, got {value!r}"
+        )
+    cast = array.astype(like.dtype)
+    if like.dtype.kind in "biu" and not np.array_equal(cast, array):
+        raise ValueError(f"env_params {name}: expected {like.dtype} values, got {value!r}")
+    return jax.numpy.asarray(cast)
+
+
+def _env_params(default: Any, stored: Any) -> Any:
+    """The env's ``default`` params with every leaf replaced by its ``stored`` value."""
+    if not isinstance(stored, dict):
+        raise ValueError(f"env_params must be an object {{name: value}}, got {stored!r}")
+    leaves = env_leaves(default)
+    missing, unknown = sorted(set(leaves) - set(stored)), sorted(set(stored) - set(leaves))
+    if missing or unknown:
+        raise ValueError(
+            f"env_params: missing {missing}, unknown {unknown}; this env has {list(leaves)}"
+        )
+    values = [_leaf(name, stored[name], like) for name, like in leaves.items()]
+    return jax.tree.unflatten(jax.tree.structure(default), values)
+
+
+def from_record(record: Any, torso: Any = None) -> tuple[Config, HParams]:
+    """The ``(config, hparams)`` of a settings record (what :func:`load` reads from a file).
+
+    The record holds ``algo``, ``env_id``, ``config`` (every field of
+    :meth:`Config.to_record`), ``hparams`` (every scalar hparam) and optionally
+    ``env_params`` (``{name: value}`` of every leaf of the env's params, see
+    :func:`env_leaves`; absent: the env's defaults). With ``"format"`` (a ``best.json``) no
+    other top-level key is allowed; without it (a run's ``summary.json``) others are ignored.
+
+    Args:
+        record: the parsed JSON.
+        torso: the flax module of a config whose torso is a user module (see
+            :func:`~jaxpo.config.config_from_dict`).
+
+    Raises:
+        ValueError: a missing, unknown or malformed key, field, hparam or env param.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    if "format" in record:
+        if record["format"] != SETTINGS_FORMAT:
+            raise ValueError(f"format {record['format']!r} is not {SETTINGS_FORMAT!r}")
+        unknown = sorted(set(record) - set(SETTINGS_KEYS))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}; a settings file has {SETTINGS_KEYS}")
+    missing = [key for key in ("algo", "env_id", "config", "hparams") if key not in record]
+    if missing:
+        hint = " (a sweep's summary.json: write its best member with write_best)"
+        raise ValueError(f"missing key(s) {missing}{hint if 'best' in record else ''}")
+    fields, values = record["config"], record["hparams"]
+    if not isinstance(fields, dict) or not isinstance(values, dict):
+        raise ValueError("config and hparams must be JSON objects {name: value}")
+    for key in ("algo", "env_id"):
+        if fields.get(key) != record[key]:
+            raise ValueError(f"{key}={record[key]!r} disagrees with config.{key}")
+    try:
+        lacking = sorted(set(field_names(record["algo"])) - set(fields))
+        if lacking:
+            raise ValueError(f"missing field(s) {lacking}")
+        config = config_from_dict(fields, torso)
+        validate_config(config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config: {err}") from None
+    default = default_hparams(config)
+    env_params = default.env_params
+    if "env_params" in record:
+        env_params = _env_params(env_params, record["env_params"])
+    try:
+        return config, type(default).create(env_params, **values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"hparams: {err}") from None
+
+
+def load(path: str | Path, torso: Any = None) -> tuple[Config, HParams]:
+    """The ``(config, hparams)`` saved in a settings file: ``best.json`` or ``summary.json``.
+
+    Args:
+        path: a ``best.json`` (:func:`jaxpo.search.write_best`: complete settings, env
+            params included) or a training run's ``summary.json`` (its env params are the
+            env's defaults: a run's ``--set episode_length`` is not in it).
+        torso: the flax module of a user torso (a file records only its class name).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file cannot be read, is not JSON, or is malformed (see
+            :func:`from_record`); the message names the file and the problem.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        return from_record(record, torso)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        why = err.strerror if isinstance(err, OSError) else err
+        raise ValueError(f"settings file {path}: {why}") from None
