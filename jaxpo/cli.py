@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from . import (
     runs,
     sweep,
     sweep_table,
+    tuning,
 )
 from .config import Config, validate_config
 from .hparams import HParams
@@ -224,6 +226,100 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The keyword arguments of ``args.method``'s search from the ``jaxpo tune`` flags.
+
+    Raises:
+        ValueError: a flag of another method, or one the method needs missing.
+    """
+    own = {
+        "halving": {"eta": args.eta, "min_updates": args.min_updates},
+        "pbt": {
+            "interval": args.interval,
+            "quantile": args.quantile,
+            "resample_probability": args.resample_probability,
+            "explore": flags.named("--dist", args.dist),
+            "seed": args.sweep_seed,
+            "directory": out / "pbt",
+        },
+        "optuna": {
+            "dists": flags.named("--dist", args.dist),
+            "trials_per_generation": args.trials,
+            "generations": args.generations,
+            "seed": args.sweep_seed,
+        },
+    }[args.method]
+    needed = {
+        "pbt": {"--interval": args.interval, "--dist": args.dist},
+        "optuna": {"--trials": args.trials, "--generations": args.generations, "--dist": args.dist},
+    }.get(args.method, {})
+    missing = [flag for flag, value in needed.items() if not value]
+    if missing:
+        raise ValueError(f"--method {args.method} needs {', '.join(missing)}")
+    foreign = [
+        flag
+        for flag, value, owner in (
+            ("--min-updates", args.min_updates, "halving"),
+            ("--interval", args.interval, "pbt"),
+            ("--continue", args.continue_run or None, "pbt"),
+            ("--trials", args.trials, "optuna"),
+            ("--generations", args.generations, "optuna"),
+        )
+        if value is not None and owner != args.method
+    ]
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)} do(es) not apply to --method {args.method}")
+    chunk = {"chunk_size": args.chunk_size} if args.chunk_size else {}
+    return {**own, **chunk, "metric": args.metric, "progress": not args.no_progress}
+
+
+def tune_members(args: argparse.Namespace, hparams: HParams) -> HParams:
+    """The members ``jaxpo tune`` starts from: the base hparams for Optuna, else the sweep's.
+
+    PBT's ``--dist`` is its exploration space; without ``--random N`` the starting members
+    come from ``--grid`` and ``--point`` alone.
+    """
+    if args.method == "optuna":
+        if args.grid or args.point or args.random:
+            raise ValueError(
+                "--method optuna draws its members from --dist; drop --grid, --point, --random"
+            )
+        return hparams
+    if args.method == "pbt" and not args.random:
+        return flags.sweep_members(argparse.Namespace(**{**vars(args), "dist": []}), hparams)
+    return flags.sweep_members(args, hparams)
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    """``jaxpo tune``: search, report the ranking and write the search's files."""
+    check_counts(args)
+    if args.continue_run and (args.out is None or not (Path(args.out) / "pbt").is_dir()):
+        raise ValueError("--continue needs --out naming a PBT run's folder (with pbt/)")
+    config, hparams, seeds = setup(args)
+    members = tune_members(args, hparams)
+    if args.continue_run:
+        out = Path(args.out)
+    else:
+        out = output_dir(args, config, f"tune_{args.method}_")
+    options = tune_options(args, out)
+    count = args.trials if args.method == "optuna" else sweep.num_members(members)
+    print(
+        f"jaxpo tune: {args.method} on {config.algo} / {config.env_id}, "
+        f"{count} member(s) x {len(seeds)} seed(s), "
+        f"{config.num_updates} updates x {config.batch_size} env steps; hparams are traced, "
+        "so every rung or generation reuses the compiled program"
+    )
+    start = time.perf_counter()
+    outcome = tuning.run(args.method, config, members, seeds, **options)
+    wall = time.perf_counter() - start
+    if jax.process_index() != 0:
+        return 0
+    written = tuning.write_outputs(out, config, outcome, wall)
+    print(f"\n{tuning.format_table(outcome, args.top)}\n({wall:.0f}s incl. compile)")
+    print("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
 def start_devices(args: argparse.Namespace) -> None:
     """Host devices (``--host-devices``) and, for a multi-host sweep, ``jax.distributed``.
 
@@ -251,7 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_train(args)
         if args.command == "sweep":
             return run_sweep(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+        if args.command == "tune":
+            return run_tune(args)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as err:
         print(f"jaxpo: error: {err}", file=sys.stderr)
         return 2
     return 1

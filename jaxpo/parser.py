@@ -29,6 +29,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, out_default: str) -> None
     )
     parser.add_argument("--seed-offset", type=int, default=None, help="first seed (default 0)")
     parser.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="the complete settings in FILE (a best.json of jaxpo tune, or a run's "
+        "summary.json) instead of the --algo/--env preset; --set and --total-timesteps "
+        "still apply on top",
+    )
+    parser.add_argument(
         "--total-timesteps",
         type=int,
         default=None,
@@ -119,6 +127,49 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process")
 
 
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``jaxpo tune`` beyond a sweep's: the method and its settings."""
+    parser.add_argument(
+        "--method",
+        required=True,
+        choices=("halving", "pbt", "optuna"),
+        help="successive halving of the members, population-based training of them, or "
+        "Optuna's sampler asking --trials members per generation from the --dist space",
+    )
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="metric ranked on (default: eval_return with --set eval_interval=K, else "
+        "episode_return); a member's score is its IQM over seeds at the last update",
+    )
+    parser.add_argument("--eta", type=int, default=3, help="halving: keep 1/eta per rung (3)")
+    parser.add_argument(
+        "--min-updates", type=int, default=None, help="halving: updates of the first rung"
+    )
+    parser.add_argument(
+        "--interval", type=int, default=None, help="pbt: updates per generation (required)"
+    )
+    parser.add_argument(
+        "--quantile", type=float, default=0.25, help="pbt: share replaced per generation"
+    )
+    parser.add_argument(
+        "--resample-probability",
+        type=float,
+        default=0.25,
+        help="pbt: chance an explored hparam is redrawn from its --dist instead of perturbed",
+    )
+    parser.add_argument(
+        "--continue",
+        dest="continue_run",
+        action="store_true",
+        help="pbt: continue the run checkpointed in --out (give the same flags)",
+    )
+    parser.add_argument(
+        "--trials", type=int, default=None, help="optuna: trials (members) per generation"
+    )
+    parser.add_argument("--generations", type=int, default=None, help="optuna: generations")
+
+
 #: the subcommands that start no host devices: they read finished runs or list settings.
 TOOLS = ("eval", "render", "plot", "settings")
 
@@ -184,14 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the complete train state every K updates (always saved at the end)",
     )
     train.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE",
-        help="train with the complete settings in FILE (a best.json of jaxpo.search.write_best, "
-        "or a run's summary.json) instead of the --algo/--env preset; --set and "
-        "--total-timesteps still apply on top",
-    )
-    train.add_argument(
         "--resume",
         default=None,
         metavar="DIR",
@@ -206,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_arguments(members, "runs/sweep_ALGO_ENV")
     add_sweep_arguments(members)
+    search = sub.add_parser(
+        "tune",
+        help="search hparams: successive halving, PBT or Optuna, in one compiled program",
+        epilog=epilog,
+        formatter_class=formatter,
+    )
+    add_run_arguments(search, "runs/tune_METHOD_ALGO_ENV")
+    add_sweep_arguments(search)
+    add_tune_arguments(search)
     add_tool_parsers(sub)
     return parser
 
@@ -218,6 +270,10 @@ COUNTS = {
     "chunk_size": 1,
     "top": 1,
     "host_devices": 1,
+    "min_updates": 1,
+    "interval": 1,
+    "trials": 1,
+    "generations": 1,
 }
 
 

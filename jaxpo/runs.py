@@ -44,6 +44,9 @@ RUN_OUTPUTS = (
     "curves.png",
     "tensorboard",
     "eval.json",
+    "best.json",
+    "lineage.png",
+    "pbt",
 )
 
 

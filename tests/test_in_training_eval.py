@@ -30,7 +30,10 @@ def assert_trees_equal(a, b):
 
 @pytest.mark.parametrize(
     "algo,fields",
-    [("ppo", dict(normalize_obs=True)), ("grpo", dict(num_envs=8, num_steps=32, num_minibatches=1))],
+    [
+        ("ppo", dict(normalize_obs=True)),
+        ("grpo", dict(num_envs=8, num_steps=32, num_minibatches=1)),
+    ],
 )
 def test_evaluating_leaves_training_bit_for_bit_unchanged(algo, fields):
     """Evaluation draws from a key folded off the training stream and reads the normaliser's
