@@ -58,8 +58,9 @@ def test_rungs_share_one_compiled_segment_program(searched):
 
 def test_progress_counts_every_chunk_update_once(searched):
     batch = CONFIG.batch_size
-    # 4 members x 2 seeds: one chunk of 8 agents per segment, later rungs padded to it
-    assert searched["seen"]["three"] == [(u, u * batch, 8) for u in range(1, 7)]
+    # 4 members x 2 seeds, default chunk = the last rung's 2 agents: rungs of 4, 2, 1
+    # members run 4, 2, 1 chunks of one 2-update segment each, no padding: 14 counts
+    assert searched["seen"]["three"] == [(u, u * batch, 2) for u in range(1, 15)]
     # chunks of 4 agents: rung sizes 8, 4, 2, 1 run 2, 1, 1, 1 chunks for 1, 1, 2, 2 segments
     assert [u for u, _, _ in searched["seen"]["four"]] == list(range(1, 8))
 

@@ -138,9 +138,11 @@ def halving(
         metric: ranked on (default :func:`~jaxpo.search.ranking.default_metric`); with
             ``eval_return``, choose ``config.eval_interval`` dividing ``min_updates`` so
             every rung ends on a fresh evaluation (before the first one a score is NaN).
-        chunk_size: agents per compiled call (default: all of the first rung's ``M * S``);
-            later rungs run ``ceil(n * S / chunk_size)`` calls per segment, padded to whole
-            chunks, so a smaller chunk makes them cheaper.
+        chunk_size: agents per compiled call (default: the last rung's ``S`` agents,
+            rounded up to whole devices). A rung of ``n`` members runs
+            ``ceil(n * S / chunk_size)`` calls per segment, padded to whole chunks, so a
+            chunk larger than a later rung makes it train padding; on an accelerator a
+            larger chunk may still pay (fewer, wider calls).
         devices: devices to shard over (default: all, at most ``M * S``).
         progress: ``True`` shows one display of the whole search, counting every chunk's
             updates (exactly the display's total); a callable is called with that running
@@ -167,6 +169,8 @@ def halving(
         min_updates = default_min_updates(total, len(sizes), eta)
     ends = rung_updates(total, len(sizes), eta, min_updates)
     device_list = sweep.devices_for(num * num_seeds, devices)
+    if chunk_size is None:  # the last rung's agents: no rung trains padding beyond a chunk
+        chunk_size = sizes[-1] * num_seeds
     width = sweep.plan(config, hparams, seed_list, chunk_size, device_list).chunk_size
     # members per call: enough that sweep.run keeps the chunk at ``width`` (one program)
     floor_members = -(-(width - len(device_list) + 1) // num_seeds)
