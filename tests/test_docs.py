@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpo import cli, envs, parser
+from jaxpo import cli, envs, parser, sweep
 from jaxpo.algos import BUILTIN
 from jaxpo.algos.docs import hparam_table
 from jaxpo.networks import make_networks
@@ -233,3 +233,39 @@ def test_readme_recurrent_commands():
     assert (config.algo, config.env_id, config.cell) == ("trpo", "pomdp:CartPole-v1", "lstm")
     assert config.num_envs % config.num_minibatches == 0
     make_trainer(config)  # the static checks pass
+
+
+def test_readme_search_example_runs(tmp_path, monkeypatch, cheap_compile):
+    monkeypatch.chdir(tmp_path)  # the example writes best.json
+    ns = run_example("search")
+    halved, population, trials = ns["halved"], ns["population"], ns["trials"]
+    assert halved.rung_updates.tolist() == [4, 12, 36]
+    assert np.bincount(halved.stopped_at).tolist() == [6, 2, 0, 1]  # 9 -> 3 -> 1
+    assert population.lineage.scores.shape == (3, 18) and population.finished
+    assert [len(p) for p in population.lineage.copies] == [4, 4, 0]  # a quarter of 18
+    assert trials.scores.shape == (8,)
+    config, hparams = ns["config"], ns["hparams"]
+    assert config.eval_interval == 4
+    assert float(hparams.learning_rate) == float(trials.best_hparams().learning_rate)
+
+
+def test_readme_search_commands(tmp_path):
+    lines = command_lines("search-cli")
+    assert [argv[0] for argv, _ in lines] == ["tune", "tune", "tune", "train"]
+    for argv, _ in lines[:3]:
+        args = parser.build_parser().parse_args(argv)
+        config, hparams, seeds = cli.setup(args)
+        members = cli.tune_members(args, hparams)
+        options = cli.tune_options(args, tmp_path)
+        if args.method == "halving":
+            assert config.eval_interval == 36 and sweep.num_members(members) == 27
+            assert options["eta"] == 3
+        elif args.method == "pbt":
+            assert sweep.num_members(members) == 8 and set(options["explore"]) == {
+                "learning_rate",
+                "ent_coef",
+            }
+        else:
+            assert options["trials_per_generation"] == 16 and options["generations"] == 4
+    args = parser.build_parser().parse_args(lines[3][0])
+    assert args.config == "runs/halving/best.json" and args.seeds == 8
