@@ -49,9 +49,10 @@ from . import (
     sweep_table,
     tuning,
 )
-from .config import Config, validate_config
+from .config import Config
 from .hparams import HParams
 from .parser import TOOLS, build_parser, check_counts
+from .validation import validate_config
 
 
 def run_tool(args: argparse.Namespace) -> int:

@@ -15,10 +15,11 @@ from typing import Any
 import jax
 
 from . import sweep
-from .config import Config, field_default, field_names, owners, split_fields, validate_config
+from .config import Config, field_default, field_names, owners, split_fields
 from .envs import with_time_limit
 from .hparams import HParams, scalar_names
 from .train import bare_env
+from .validation import validate_config
 
 
 def parse_bool(text: str) -> bool:

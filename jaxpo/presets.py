@@ -19,9 +19,10 @@ import jax
 import numpy as np
 
 from . import registry
-from .config import Config, config_from_dict, field_names, validate_config
+from .config import Config, config_from_dict, field_names
 from .hparams import HParams, specs
 from .train import default_hparams
+from .validation import validate_config
 
 #: PureJaxRL's classic PPO settings for small discrete-action gymnax tasks.
 CLASSIC = dict(

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint, run_log, sweep, sweep_table
-from .config import Config, validate_config
+from .config import Config
 from .hparams import HParams
 from .progress import ProgressDisplay
+from .validation import validate_config
 
 #: what a run or a sweep writes into its output folder (its checkpoint's temporary names
 #: included); an occupied folder holds at least one of these.

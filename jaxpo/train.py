@@ -26,12 +26,13 @@ from flax import struct
 
 from . import envs
 from .algos import Algorithm
-from .config import Config, validate_config
+from .config import Config
 from .episodes import AgentPolicy, first_episodes
 from .hparams import HParams, scalar_names, validate_hparams
 from .networks import Networks, is_recurrent, make_networks
 from .recurrence import initial_carries, one_step
 from .registry import lookup
+from .validation import validate_config
 
 #: ``hook(update, env_steps, episode_return)``: called on the host every ``report_every``
 #: updates with NumPy arrays; ``episode_return`` has one entry per member of whatever

@@ -24,10 +24,10 @@ from sweeps import count_traces
 
 import jaxpo
 from jaxpo import Config, sweep
-from jaxpo.config import validate_config
 from jaxpo.losses.kl import kl_divergence
 from jaxpo.natgrad import make_fisher_vector_product
 from jaxpo.networks import CNN, Actor, Critic, distribution, make_networks
+from jaxpo.validation import validate_config
 
 IMAGE = (5, 5, 2)  # H, W, C
 N = 12  # observations per batch

@@ -10,10 +10,10 @@ import pytest
 import jaxpo
 from jaxpo import Config, default_hparams, envs, make_train, sweep
 from jaxpo.algos import ALGORITHMS
-from jaxpo.config import validate_config
 from jaxpo.hparams import defaults as hparams_defaults
 from jaxpo.hparams import validate_hparams
 from jaxpo.train import check_action_space
+from jaxpo.validation import validate_config
 
 TINY = Config(
     num_envs=2, num_steps=8, total_timesteps=2 * 8 * 2, update_epochs=1, num_minibatches=2

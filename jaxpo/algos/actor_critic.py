@@ -22,13 +22,14 @@ from flax import struct
 
 from ..batches import SampleBatch
 from ..collect import ESTIMATORS, batch_major, estimate, sample_collector, time_major
-from ..config import AlgoConfig, Config, one_of
+from ..config import AlgoConfig, Config
 from ..hparams import HParams, hparam
 from ..losses import health
 from ..losses.kl import DistParams, kl_divergence
 from ..losses.value import value_loss
 from ..networks import Networks, distribution, is_recurrent
 from ..recurrence import bootstrap_values
+from ..validation import one_of
 from .base import Algorithm, LossFn, MakeLoss, MakeUpdateRule, UpdateRule
 from .first_order import STATELESS, Adaptation, Relabel, make_first_order_rule
 

@@ -33,7 +33,7 @@ from flax import struct
 
 from ..batches import TrajectoryBatch
 from ..collect import TRAJECTORIES
-from ..config import AlgoConfig, Config, positive_int
+from ..config import AlgoConfig, Config
 from ..hparams import HParams, hparam
 from ..losses.group import (
     grpo_ratio_metrics,
@@ -45,6 +45,7 @@ from ..losses.group import (
 )
 from ..losses.health import approx_kl
 from ..networks import Networks, distribution
+from ..validation import positive_int
 from .base import Algorithm, LossFn, MakeLoss, UpdateRule, register
 from .first_order import Adaptation, make_first_order_rule
 

@@ -62,11 +62,12 @@ import optax
 from flax import struct
 
 from ..batches import SampleBatch
-from ..config import Config, one_of, positive_int
+from ..config import Config
 from ..hparams import hparam
 from ..losses.kl import kl_divergence
 from ..losses.penalty import mcpo
 from ..networks import Networks, distribution
+from ..validation import one_of, positive_int
 from .actor_critic import (
     ActorCriticConfig,
     ActorCriticHParams,

@@ -21,7 +21,7 @@ from flax import struct
 
 from ..batches import SampleBatch
 from ..collect import sample_collector
-from ..config import AlgoConfig, Config, one_of, positive_int
+from ..config import AlgoConfig, Config
 from ..hparams import HParams, hparam
 from ..losses import health
 from ..losses.kl import DistParams, kl_divergence
@@ -35,6 +35,7 @@ from ..natgrad import (
 )
 from ..networks import Actor, Networks, distribution
 from ..recurrence import Sequences
+from ..validation import one_of, positive_int
 from .actor_critic import normalize
 from .base import Algorithm, LossFn, UpdateRule
 from .first_order import make_first_order_rule

@@ -14,8 +14,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from ..config import Config, one_of
+from ..config import Config
 from ..hparams import hparam
+from ..validation import one_of
 from .base import register
 from .natural import NaturalConfig, NaturalHParams, PolicyProblem, kl_step_scale, natural_algorithm
 

@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ..config import Config, positive_int
+from ..config import Config
 from ..hparams import hparam
 from ..natgrad import backtracking_line_search
+from ..validation import positive_int
 from .base import register
 from .natural import NaturalConfig, NaturalHParams, PolicyProblem, kl_step_scale, natural_algorithm
 

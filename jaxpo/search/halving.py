@@ -23,9 +23,10 @@ import jax
 import numpy as np
 
 from .. import sweep
-from ..config import Config, validate_config
+from ..config import Config
 from ..hparams import HParams
 from ..train import ProgressHook
+from ..validation import validate_config
 from . import ranking
 from .progress import SEARCH_PROGRESS
 

@@ -15,10 +15,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from ..config import Config, validate_config
+from ..config import Config
 from ..hparams import HParams, validate_hparams
 from ..progress import default_interval
 from ..train import ProgressHook, RunnerState, TrainResult, make_trainer
+from ..validation import validate_config
 from .devices import AXIS, agent_inputs, devices_for, make_mesh, place, plan, seed_array, to_host
 from .hooks import DISPLAY_HOOK, MergedHook
 from .members import is_batched, stack
