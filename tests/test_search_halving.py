@@ -170,3 +170,22 @@ def test_survivors_continue_like_plain_resumed_sweeps(searched):
     assert members.tolist() == result.survivors.tolist()
     for got, want in zip(jax.tree.leaves(result.state), jax.tree.leaves(state), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("devices", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("members,seeds,eta,chunk", [(9, 2, 3, None), (27, 4, 3, 8), (8, 1, 2, 4)])
+def test_every_rung_call_keeps_the_layout_of_one_program(devices, members, seeds, eta, chunk):
+    """With any device count, each rung's padded call lays out as the first: the same number
+    of devices and the same chunk (so ``make_sweep_fn`` hits one cache entry). Checked with
+    ``sweep.plan`` on a list of ``devices`` entries (only its length matters)."""
+    fake = [jax.devices()[0]] * devices
+    hp = grid(np.geomspace(1e-4, 1e-2, members).tolist())
+    device_list = sweep.devices_for(members * seeds, fake)
+    sizes = search.rung_sizes(members, eta)
+    width = sweep.plan(CONFIG, hp, seeds, chunk or sizes[-1] * seeds, device_list).chunk_size
+    first = sweep.plan(CONFIG, hp, seeds, width, device_list)
+    for p in search.call_members(sizes, seeds, width, len(device_list)):
+        layout = sweep.plan(
+            CONFIG, jax.tree.map(lambda x, p=p: x[:p], hp), seeds, width, device_list
+        )
+        assert (layout.num_devices, layout.chunk_size) == (first.num_devices, first.chunk_size)

@@ -21,7 +21,15 @@ nothing. Modules:
 
 from .ask_tell import AskTellResult, ask_tell
 from .best import write_best
-from .halving import HalvingResult, default_min_updates, halving, rung_sizes, rung_updates, select
+from .halving import (
+    HalvingResult,
+    call_members,
+    default_min_updates,
+    halving,
+    rung_sizes,
+    rung_updates,
+    select,
+)
 from .lineage import Lineage
 from .pbt import PBTResult, pbt
 from .ranking import EVAL_METRIC, TRAIN_METRIC, default_metric, iqm, order, scores
@@ -32,6 +40,7 @@ __all__ = [
     "write_best",
     "HalvingResult",
     "default_min_updates",
+    "call_members",
     "halving",
     "rung_sizes",
     "rung_updates",

@@ -84,6 +84,24 @@ def default_min_updates(num_updates: int, num_rungs: int, eta: int) -> int:
     return max(d for d in range(1, cap + 1) if num_updates % d == 0)
 
 
+def call_members(sizes: Sequence[int], num_seeds: int, width: int, num_devices: int) -> list[int]:
+    """Members per segment call of each rung, padded so every call compiles alike.
+
+    ``sweep.run`` keeps a call's layout (and so its compiled program) when its ``p * S``
+    agents fill every device (it uses no more devices than agents) and more than one chunk
+    less a device's share (a chunk never exceeds the agents rounded up to whole devices):
+    ``p * S >= max(D, width - D + 1)``. Smaller rungs are padded up to that.
+
+    Args:
+        sizes: members of each rung.
+        num_seeds: ``S``.
+        width: the chunk size (a multiple of ``D``).
+        num_devices: ``D``.
+    """
+    floor = -(-max(num_devices, width - num_devices + 1) // num_seeds)
+    return [max(n, floor) for n in sizes]
+
+
 def rung_updates(num_updates: int, num_rungs: int, eta: int, min_updates: int) -> np.ndarray:
     """Cumulative updates at the end of each rung: ``min_updates * eta**r``, then ``num_updates``.
 
@@ -173,9 +191,7 @@ def halving(
     if chunk_size is None:  # the last rung's agents: no rung trains padding beyond a chunk
         chunk_size = sizes[-1] * num_seeds
     width = sweep.plan(config, hparams, seed_list, chunk_size, device_list).chunk_size
-    # members per call: enough that sweep.run keeps the chunk at ``width`` (one program)
-    floor_members = -(-(width - len(device_list) + 1) // num_seeds)
-    padded = [max(n, floor_members) for n in sizes]
+    padded = call_members(sizes, num_seeds, width, len(device_list))
     steps = np.diff(ends, prepend=0) // min_updates
     # what one segment call adds to the progress count: its chunks x its updates
     chunk_updates = [-(-p * num_seeds // width) * min_updates for p in padded]
