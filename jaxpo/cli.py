@@ -234,11 +234,13 @@ def tune_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         ValueError: a flag of another method, or one the method needs missing.
     """
     own = {
-        "halving": {"eta": args.eta, "min_updates": args.min_updates},
+        "halving": {"eta": 3 if args.eta is None else args.eta, "min_updates": args.min_updates},
         "pbt": {
             "interval": args.interval,
-            "quantile": args.quantile,
-            "resample_probability": args.resample_probability,
+            "quantile": 0.25 if args.quantile is None else args.quantile,
+            "resample_probability": (
+                0.25 if args.resample_probability is None else args.resample_probability
+            ),
             "explore": flags.named("--dist", args.dist),
             "seed": args.sweep_seed,
             "directory": out / "pbt",
@@ -260,7 +262,10 @@ def tune_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     foreign = [
         flag
         for flag, value, owner in (
+            ("--eta", args.eta, "halving"),
             ("--min-updates", args.min_updates, "halving"),
+            ("--quantile", args.quantile, "pbt"),
+            ("--resample-probability", args.resample_probability, "pbt"),
             ("--interval", args.interval, "pbt"),
             ("--continue", args.continue_run or None, "pbt"),
             ("--trials", args.trials, "optuna"),

@@ -142,7 +142,7 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
         help="metric ranked on (default: eval_return with --set eval_interval=K, else "
         "episode_return); a member's score is its IQM over seeds at the last update",
     )
-    parser.add_argument("--eta", type=int, default=3, help="halving: keep 1/eta per rung (3)")
+    parser.add_argument("--eta", type=int, default=None, help="halving: keep 1/eta per rung (3)")
     parser.add_argument(
         "--min-updates", type=int, default=None, help="halving: updates of the first rung"
     )
@@ -150,13 +150,13 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", type=int, default=None, help="pbt: updates per generation (required)"
     )
     parser.add_argument(
-        "--quantile", type=float, default=0.25, help="pbt: share replaced per generation"
+        "--quantile", type=float, default=None, help="pbt: share replaced per generation (0.25)"
     )
     parser.add_argument(
         "--resample-probability",
         type=float,
-        default=0.25,
-        help="pbt: chance an explored hparam is redrawn from its --dist instead of perturbed",
+        default=None,
+        help="pbt: chance an explored hparam is redrawn from its --dist, not perturbed (0.25)",
     )
     parser.add_argument(
         "--continue",

@@ -87,6 +87,28 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.asarray(stats.trim_mean(np.asarray(values, np.float64), 0.25, axis=axis))
 
 
+def iqm_interval(values: np.ndarray, resamples: int = 2000) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the IQM of ``values [S]`` over the seeds.
+
+    ``scipy.stats.bootstrap`` with a fixed generator (seed 0), so a table is reproducible.
+    (rliable's stratified bootstrap reduces to this for one task.) ``(nan, nan)`` for fewer
+    than 2 seeds or any NaN.
+    """
+    values = np.asarray(values, np.float64)
+    if values.size < 2 or not np.isfinite(values).all():
+        return float("nan"), float("nan")
+    if np.ptp(values) == 0:  # every resample gives the same IQM
+        return float(values[0]), float(values[0])
+    ci = stats.bootstrap(
+        (values,),
+        iqm,
+        method="percentile",
+        n_resamples=resamples,
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
 def ranking_of(config: Config) -> tuple[str, str]:
     """``(metric, centre)`` that a sweep of ``config`` ranks its members by.
 

@@ -37,7 +37,9 @@ class Outcome(NamedTuple):
             ``member``, every swept hparam, ``score`` and the method's own columns.
         best: the best member's hparams (unbatched).
         score: its score.
-        curves: the members' metrics as a :class:`~jaxpo.sweep.SweepResult` (no states).
+        curves: the members' metrics as a :class:`~jaxpo.sweep.SweepResult` (no states;
+            PBT's has one row per agent and one seed each).
+        seeds: the seeds the search trained, ``[S]``.
         details: what ``summary.json`` adds for the method (rungs, generations, ...).
         lineage: PBT's :class:`~jaxpo.search.Lineage` (``None`` for the others).
     """
@@ -48,6 +50,7 @@ class Outcome(NamedTuple):
     best: HParams
     score: float
     curves: sweep.SweepResult
+    seeds: np.ndarray
     details: dict[str, Any]
     lineage: Any = None
 
@@ -68,6 +71,12 @@ def ranked_rows(
     return rows
 
 
+def intervals(values: np.ndarray) -> dict[str, np.ndarray]:
+    """``score_low``/``score_high`` columns: each member's IQM interval over seeds ``[M, S]``."""
+    bounds = np.array([sweep_table.iqm_interval(v) for v in values]).reshape(-1, 2)
+    return {"score_low": bounds[:, 0], "score_high": bounds[:, 1]}
+
+
 def _halving(config: Config, hparams: HParams, seeds: np.ndarray, **options: Any) -> Outcome:
     found = search.halving(config, hparams, seeds, **options)
     last = len(found.rung_updates) - 1
@@ -79,6 +88,7 @@ def _halving(config: Config, hparams: HParams, seeds: np.ndarray, **options: Any
     position[search.order(final)] = members
     order = np.lexsort((position, -reached))
     metric = options.get("metric") or search.default_metric(found.metrics)
+    at_stop = found.metrics[metric][members, :, found.rung_updates[reached] - 1]  # [M, S]
     details = {
         "eta": options.get("eta", 3),
         "rung_updates": found.rung_updates.tolist(),
@@ -87,10 +97,11 @@ def _halving(config: Config, hparams: HParams, seeds: np.ndarray, **options: Any
     return Outcome(
         "halving",
         metric,
-        ranked_rows(found.hparams, final, order, rungs_done=reached + 1),
+        ranked_rows(found.hparams, final, order, **intervals(at_stop), rungs_done=reached + 1),
         sweep.member_hparams(found.hparams, found.best),
         float(final[found.best]),
         sweep.SweepResult(found.hparams, found.seeds, found.metrics, None),
+        found.seeds,
         details,
     )
 
@@ -116,6 +127,7 @@ def _pbt(config: Config, hparams: HParams, seeds: np.ndarray, **options: Any) ->
         sweep.member_hparams(found.hparams, found.best),
         float(final[found.best]),
         sweep.SweepResult(found.hparams, np.zeros(1, int), found.metrics, None),
+        found.seeds,
         details,
         found.lineage,
     )
@@ -136,11 +148,16 @@ def _optuna(config: Config, hparams: HParams, seeds: np.ndarray, **options: Any)
         "optuna",
         found.metric,
         ranked_rows(
-            found.hparams, found.scores, search.order(found.scores), generation=found.generation
+            found.hparams,
+            found.scores,
+            search.order(found.scores),
+            **intervals(found.metrics[found.metric][..., -1]),
+            generation=found.generation,
         ),
         found.best_hparams(),
         float(found.best_score),
         sweep.SweepResult(found.hparams, found.seeds, found.metrics, None),
+        found.seeds,
         details,
     )
 
@@ -244,7 +261,7 @@ def write_outputs(out: Path, config: Config, outcome: Outcome, wall: float) -> l
         "algo": config.algo,
         "env_id": config.env_id,
         "config": config.to_record(),
-        "seeds": [int(s) for s in outcome.curves.seeds],
+        "seeds": [int(s) for s in outcome.seeds],
         "metric": outcome.metric,
         "best": {**outcome.rows[0], "score": outcome.score},
         **outcome.details,
@@ -262,9 +279,11 @@ def format_table(outcome: Outcome, top: int) -> str:
         [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows
     ]
     widths = [max(len(c) for c in column) for column in zip(*cells, strict=True)]
-    title = (
-        f"{outcome.method}: top {len(rows)} of {len(outcome.rows)} by {outcome.metric} "
-        "(score: IQM over seeds at the last update)"
+    how = (
+        "score: the agent's value at the last update"
+        if outcome.method == "pbt"
+        else "score: IQM over seeds at the last update, 95% bootstrap interval"
     )
+    title = f"{outcome.method}: top {len(rows)} of {len(outcome.rows)} by {outcome.metric} ({how})"
     lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
     return "\n".join([title, *lines])

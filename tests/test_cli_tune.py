@@ -38,6 +38,9 @@ def test_halving_ranks_finishers_first_and_writes_a_loadable_best(tmp_path, caps
     winner = int(rows[0]["member"])
     assert np.isfinite(metrics[winner]).all()
     np.testing.assert_allclose(float(rows[0]["score"]), metrics[winner, :, -1].mean(), rtol=1e-6)
+    low, high = float(rows[0]["score_low"]), float(rows[0]["score_high"])
+    assert metrics[winner, :, -1].min() <= low <= float(rows[0]["score"]) <= high
+    assert high <= metrics[winner, :, -1].max()
     for row in rows[3:]:  # stopped after rung 0: scored at update 1, NaN after
         m = int(row["member"])
         np.testing.assert_allclose(float(row["score"]), metrics[m, :, 0].mean(), rtol=1e-6)
@@ -122,3 +125,14 @@ def test_tune_members_match_the_sweep_flags():
     _, hparams = jaxpo.presets.get("ppo", "gymnax:CartPole-v1")
     members = cli.tune_members(args, hparams)
     np.testing.assert_allclose(sweep.columns(members)["learning_rate"], [1e-3, 1e-4])
+
+
+def test_iqm_interval_limit_cases():
+    from jaxpo import sweep_table
+
+    assert sweep_table.iqm_interval(np.full(8, 3.0)) == (3.0, 3.0)  # no spread, no width
+    assert all(np.isnan(sweep_table.iqm_interval(np.array([1.0]))))  # one seed: none
+    assert all(np.isnan(sweep_table.iqm_interval(np.array([1.0, np.nan, 2.0]))))
+    values = np.array([0.0, 10, 10, 10, 10, 10, 10, 500])  # IQM 10, outliers trimmed
+    low, high = sweep_table.iqm_interval(values)
+    assert 0 <= low <= 10 <= high < 500 and sweep_table.iqm_interval(values) == (low, high)

@@ -149,6 +149,8 @@ def test_bad_budgets_are_refused_with_the_fix(members, kwargs, match):
 def test_unknown_metric_names_the_recorded_ones():
     with pytest.raises(ValueError, match=r"unknown metric 'nope'.*'episode_return'"):
         search.halving(CONFIG, grid(), eta=2, metric="nope")
+    with pytest.raises(ValueError, match=r"eval_return needs in-training evaluation: set"):
+        search.halving(CONFIG, grid(), eta=2, metric="eval_return")  # eval_interval is 0
 
 
 def test_survivors_continue_like_plain_resumed_sweeps(searched):

@@ -199,8 +199,7 @@ def halving(
 
     start = sweep.run(config, hparams, seed_list, updates=0, **run)
     metric = ranking.default_metric(start.metrics) if metric is None else metric
-    if metric not in start.metrics:
-        raise ValueError(f"unknown metric {metric!r}; the run records {sorted(start.metrics)}")
+    ranking.check_metric(start.metrics, metric)
     metrics = {
         name: np.full((num, num_seeds, total), np.nan, np.result_type(x.dtype, np.float32))
         for name, x in start.metrics.items()

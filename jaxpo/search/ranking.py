@@ -11,13 +11,21 @@ last update; the metric is ``eval_return`` when the run evaluates in training
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 
 from ..sweep_table import iqm
 
-__all__ = ["EVAL_METRIC", "TRAIN_METRIC", "default_metric", "iqm", "order", "scores"]
+__all__ = [
+    "EVAL_METRIC",
+    "TRAIN_METRIC",
+    "check_metric",
+    "default_metric",
+    "iqm",
+    "order",
+    "scores",
+]
 
 #: the metric ranked on when the run evaluates in training, and otherwise.
 EVAL_METRIC, TRAIN_METRIC = "eval_return", "episode_return"
@@ -26,6 +34,21 @@ EVAL_METRIC, TRAIN_METRIC = "eval_return", "episode_return"
 def default_metric(metrics: Mapping[str, np.ndarray]) -> str:
     """``eval_return`` if ``metrics`` has it (the run evaluated), else ``episode_return``."""
     return EVAL_METRIC if EVAL_METRIC in metrics else TRAIN_METRIC
+
+
+def check_metric(names: Collection[str], metric: str) -> None:
+    """Raises ``ValueError`` unless ``metric`` is one of a run's metric ``names``.
+
+    A missing ``eval_return`` gets the fix: it needs in-training evaluation.
+    """
+    if metric in names:
+        return
+    if metric == EVAL_METRIC:
+        raise ValueError(
+            "eval_return needs in-training evaluation: set config.eval_interval "
+            "(--set eval_interval=K), or rank by episode_return"
+        )
+    raise ValueError(f"unknown metric {metric!r}; the run records {sorted(names)}")
 
 
 def scores(metrics: Mapping[str, np.ndarray], metric: str | None = None) -> np.ndarray:
@@ -42,8 +65,7 @@ def scores(metrics: Mapping[str, np.ndarray], metric: str | None = None) -> np.n
         ValueError: ``metric`` is not in ``metrics``.
     """
     metric = default_metric(metrics) if metric is None else metric
-    if metric not in metrics:
-        raise ValueError(f"unknown metric {metric!r}; the run has {sorted(metrics)}")
+    check_metric(metrics, metric)
     return iqm(np.asarray(metrics[metric])[..., -1], axis=1)
 
 
