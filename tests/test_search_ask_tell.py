@@ -10,6 +10,7 @@ from sweeps import count_traces
 
 from jaxpo import presets, sweep
 from jaxpo.search import ask_tell, ranking
+from jaxpo.search.ask_tell import metric_names
 
 optuna = pytest.importorskip("optuna")
 
@@ -114,6 +115,14 @@ def test_a_nan_score_is_told_as_failed(setup, monkeypatch):
     assert np.isnan(result.scores[1]) and result.best != 1
 
 
+def test_the_metric_check_knows_every_metric_a_run_reports(setup, searched):
+    config, hparams = setup
+    result, _ = searched
+    assert set(metric_names(config, hparams)) == set(result.metrics)  # traced, not trained
+    evaluating = config.replace(eval_interval=2)
+    assert {"eval_return", "eval_length"} <= set(metric_names(evaluating, hparams))
+
+
 def test_missing_optuna_gives_the_install_hint(setup, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ImportError, match=r"pip install 'jaxpo\[search\]'"):
@@ -129,10 +138,18 @@ def test_missing_optuna_gives_the_install_hint(setup, monkeypatch):
         (dict(dists={}), "at least one"),
         (dict(generations=0), "generations"),
         (dict(trials_per_generation=0), "trials_per_generation"),
+        (dict(metric="nope"), "unknown metric 'nope'"),
+        (dict(metric="eval_return"), r"eval_return needs .* set config\.eval_interval"),
     ],
 )
-def test_bad_arguments_are_refused_before_training(setup, change, message):
+def test_bad_arguments_are_refused_before_training(setup, change, message, monkeypatch):
     config, hparams = setup
+    assert config.eval_interval == 0
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(sweep, "run", no_training)
     kwargs = {**dict(dists=DISTS, trials_per_generation=N, generations=1), **change}
     with pytest.raises(ValueError, match=message):
         ask_tell(config, hparams, SEEDS, **kwargs)

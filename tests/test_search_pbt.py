@@ -17,7 +17,14 @@ from sweeps import count_traces
 from jaxpo import Config, envs, sweep
 from jaxpo.hparams import specs
 from jaxpo.search import pbt
-from jaxpo.search.exploit import bounds, check_explore, copy_agents, explore, rank, select
+from jaxpo.search.exploit import (
+    bounds,
+    check_explore,
+    choose_pairs,
+    copy_agents,
+    explore,
+    rank,
+)
 from jaxpo.train import default_hparams
 
 INTERVAL = 2
@@ -107,14 +114,49 @@ def test_failed_agents_are_replaced_first(traced):
     rng = np.random.default_rng(0)
     scores = np.array([100.0, 1.0, 2.0, 3.0])  # agent 0 would rank top
     failed = np.array([True, False, False, False])
-    assert select(scores, failed, 0.25, rng) == [(0, 3)]  # not agent 1, the worst healthy one
-    both = select(scores, np.array([True, False, False, True]), 0.25, rng)
+    assert choose_pairs(scores, failed, 0.25, rng) == [(0, 3)]  # not agent 1, the worst healthy one
+    both = choose_pairs(scores, np.array([True, False, False, True]), 0.25, rng)
     assert both == [(0, 2), (3, 2)]  # every failed agent copies, whatever the quantile
-    assert select(scores, np.ones(4, bool), 0.25, rng) == []  # nobody to copy from
+    assert choose_pairs(scores, np.ones(4, bool), 0.25, rng) == []  # nobody to copy from
     state = traced["full"].state
     state = state.replace(failed=failed.reshape(AGENTS, 1))
     new = copy_agents(state, [(0, 3)])
     assert not new.failed[0, 0] and leaves_equal(row(new.params, 0), row(state.params, 3))
+
+
+def test_a_copy_inside_pbt_starts_the_next_generation_as_its_source(monkeypatch):
+    """Only the learning rate explored (``clip_eps`` is copied as it is), half the agents
+    replaced: each copier of generation 1 starts generation 2 with its source's params,
+    update rule state and hparams, its own key, and an explored learning rate within bounds."""
+    ends, real_run = [], sweep.run
+
+    def recorded(*args, **kwargs):
+        ends.append(real_run(*args, **kwargs))
+        return ends[-1]
+
+    monkeypatch.setattr(sweep, "run", recorded)
+    lr_only = {"learning_rate": LR}
+    result = run_pbt(stop_after=1, explore=lr_only, quantile=0.5, seed=1)
+    end, trained = ends[-1].state, sweep.columns(ends[-1].hparams)  # generation 1, as trained
+    start, hparams = result.state, sweep.columns(result.hparams)  # generation 2 starts here
+    low, high = bounds(
+        specs(type(HPARAMS))["learning_rate"], sweep.check_distributions(lr_only)["learning_rate"]
+    )
+    pairs = result.lineage.copies[0]
+    assert pairs
+    for c, s in pairs:
+        assert not leaves_equal(row(end.params, c), row(end.params, s))  # the test could fail
+        for name in ("params", "rule_state"):
+            assert leaves_equal(row(getattr(start, name), c), row(getattr(end, name), s)), name
+        assert not leaves_equal(row(start.key, c), row(start.key, s))
+        assert leaves_equal(row(start.key, c), row(end.key, c))
+        for name, column in hparams.items():
+            if name in lr_only:
+                assert low <= column[c] <= high
+            else:
+                assert column[c] == trained[name][s], name
+    # a copier of the other member had a clip_eps of its own to lose (seed 1: both do)
+    assert any(trained["clip_eps"][c] != trained["clip_eps"][s] for c, s in pairs)
 
 
 def test_failed_agent_is_replaced_inside_pbt(traced, monkeypatch):
@@ -210,6 +252,36 @@ def test_generations_reuse_one_program_and_match_plain_sweeps(traced):
     lr = full.lineage.hparams["learning_rate"]
     assert not np.array_equal(lr[0], lr[-1])  # and explored
     assert full.best == int(np.nanargmax(full.lineage.scores[-1]))
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(
+    "metric, message",
+    [
+        ("nope", "unknown metric 'nope'"),
+        ("eval_return", r"eval_return needs in-training evaluation: set config\.eval_interval"),
+    ],
+)
+def test_an_unknown_metric_is_refused_before_any_update(metric, message, monkeypatch):
+    calls, real_run = [], sweep.run
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["updates"])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "run", counted)
+    assert CONFIG.eval_interval == 0
+    with pytest.raises(ValueError, match=message):
+        run_pbt(metric=metric)
+    assert calls == [0]  # the initial states only
+
+
+@pytest.mark.parametrize("stop_after", [0, -1])
+def test_stop_after_below_one_is_refused(stop_after):
+    with pytest.raises(ValueError, match="stop_after"):
+        run_pbt(stop_after=stop_after)
 
 
 # --------------------------------------------------------------------------- checkpoints

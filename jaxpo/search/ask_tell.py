@@ -21,7 +21,7 @@ import numpy as np
 from .. import sweep
 from ..config import Config
 from ..hparams import HParams
-from ..train import ProgressHook
+from ..train import ProgressHook, make_trainer
 from . import ranking
 from .progress import SEARCH_PROGRESS, call_updates
 
@@ -61,6 +61,21 @@ class AskTellResult(NamedTuple):
     def best_score(self) -> float:
         """The best trial's score."""
         return float(self.scores[self.best])
+
+
+def metric_names(config: Config, hparams: HParams) -> list[str]:
+    """The metrics a run of ``config`` reports, from a trace of one update (nothing compiled).
+
+    Args:
+        config: the static config.
+        hparams: unbatched hparams.
+    """
+    trainer = make_trainer(config)
+
+    def one_update(key: jax.Array) -> dict[str, jax.Array]:
+        return trainer.run(trainer.init(key, hparams), hparams, 1).metrics
+
+    return list(jax.eval_shape(one_update, jax.random.key(0)))
 
 
 def _extremes(parsed: Mapping[str, tuple[str, tuple[Any, ...]]]) -> list[dict[str, float]]:
@@ -127,7 +142,8 @@ def ask_tell(
     Raises:
         ImportError: Optuna is not installed (with the install command).
         ValueError: a count below 1, batched ``hparams``, a malformed distribution, an
-            unknown or static name, or a distribution reaching outside the hparam's range.
+            unknown or static name, a distribution reaching outside the hparam's range, or an
+            unknown ``metric`` (all before anything is trained).
     """
     try:
         import optuna
@@ -145,6 +161,8 @@ def ask_tell(
         raise ValueError("ask_tell needs at least one hparam distribution")
     parsed = sweep.check_distributions(dists)
     sweep.points(hparams, _extremes(parsed))  # names and ranges, before anything is trained
+    if metric is not None:
+        ranking.check_metric(metric_names(config, hparams), metric)
     if sampler is None:
         sampler = optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)

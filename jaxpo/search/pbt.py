@@ -15,11 +15,14 @@ reuses one compiled program. After each generation but the last:
 * score: each agent's ``metric`` at its last update (``eval_return`` when the run evaluates,
   else ``episode_return``; :mod:`~jaxpo.search.ranking`); agents that NaN safety froze
   (``failed``) rank below every healthy one;
-* exploit (:func:`~jaxpo.search.exploit.select`, :func:`~jaxpo.search.exploit.copy_agents`):
-  the bottom ``quantile``, and every failed agent, copy the learning state (parameters,
-  update-rule state, normaliser statistics, latest returns and evaluation, NaN-safety
-  counters) and hparams of an agent drawn from the top ``quantile``; a copier keeps its own
-  environments, observations, recurrent states, PRNG key and update counter;
+* exploit (:func:`~jaxpo.search.exploit.choose_pairs`,
+  :func:`~jaxpo.search.exploit.copy_agents`): the bottom ``quantile``, and every failed agent,
+  copy the learning state (parameters, update-rule state, normaliser statistics, latest
+  returns and evaluation, NaN-safety counters) and hparams of an agent drawn from the top
+  ``quantile``; a copier keeps its own environments, observations, recurrent states, PRNG key
+  and update counter (its current observations, normalised with its previous statistics, are
+  read as they are by the first rollout step after the copy; the next observations use the
+  copied statistics);
 * explore (:func:`~jaxpo.search.exploit.explore`): each hparam named in ``explore`` of a copier
   is redrawn from its distribution with probability ``resample_probability``, else
   multiplied by a factor from ``factors`` (a ``choice`` moves to a neighbouring value),
@@ -45,11 +48,11 @@ from .. import sweep
 from ..config import Config
 from ..hparams import HParams
 from ..train import ProgressHook, RunnerState
-from .exploit import check_explore, copy_agents, copy_hparams, rank, select
+from .exploit import check_explore, choose_pairs, copy_agents, copy_hparams, rank
 from .exploit import explore as explore_hparams
 from .lineage import Lineage, empty, from_record, grow, record, restore, save, settings
 from .progress import SEARCH_PROGRESS, call_updates
-from .ranking import TRAIN_METRIC, default_metric, scores
+from .ranking import TRAIN_METRIC, check_metric, default_metric, scores
 
 
 class PBTResult(NamedTuple):
@@ -138,7 +141,8 @@ def pbt(
         A :class:`PBTResult`.
 
     Raises:
-        ValueError: bad settings, or a ``directory`` holding another run.
+        ValueError: bad settings (an unknown ``metric`` is found before any update is
+            trained), or a ``directory`` holding another run.
     """
     if not isinstance(interval, int | np.integer) or interval < 1:
         raise ValueError(f"interval must be a positive integer, got {interval!r}")
@@ -156,6 +160,8 @@ def pbt(
         raise ValueError(f"factors must be positive finite numbers, got {factors}")
     if not explore:
         raise ValueError("pbt needs at least one hparam to explore")
+    if stop_after is not None and (isinstance(stop_after, bool) or int(stop_after) < 1):
+        raise ValueError(f"stop_after must be a positive integer or None, got {stop_after!r}")
     dists = sweep.check_distributions(explore)
     check_explore(type(hparams), dists)
     if not sweep.is_batched(hparams):
@@ -176,6 +182,8 @@ def pbt(
         first = sweep.run(
             config, hparams, seed_list, chunk_size=chunk_size, devices=devices, updates=0
         )
+        if metric is not None:  # no update run, but every metric is named
+            check_metric(first.metrics, metric)
         agents = sweep.num_members(hparams) * len(seed_list)
         state = jax.tree.map(lambda x: x.reshape((agents, 1) + x.shape[2:]), first.state)
         agent_hparams = sweep.agent_inputs(hparams, seed_list)[1]
@@ -211,7 +219,7 @@ def pbt(
             lineage = grow(lineage, agent_hparams, score, failed)
             state, pairs = out.state, []
             if generation + 1 < total:
-                pairs = select(score, failed, quantile, rng)
+                pairs = choose_pairs(score, failed, quantile, rng)
                 state = copy_agents(state, pairs)
                 agent_hparams = copy_hparams(agent_hparams, pairs)
                 copiers = [c for c, _ in pairs]
