@@ -299,6 +299,12 @@ def tune_members(args: argparse.Namespace, hparams: HParams) -> HParams:
 def run_tune(args: argparse.Namespace) -> int:
     """``jaxpo tune``: search, report the ranking and write the search's files."""
     check_counts(args)
+    logs = [f for f, v in (("--tensorboard", args.tensorboard), ("--wandb", args.wandb)) if v]
+    if logs or args.wandb_project:
+        raise ValueError(
+            f"jaxpo tune writes no {' or '.join(logs) or '--wandb-project'} logs (its curves "
+            "are in metrics.npz and curves.png); drop the flag"
+        )
     if args.continue_run and (args.out is None or not (Path(args.out) / "pbt").is_dir()):
         raise ValueError("--continue needs --out naming a PBT run's folder (with pbt/)")
     config, hparams, seeds = setup(args)

@@ -104,6 +104,9 @@ def test_optuna_tells_every_trial_and_trains_the_best_again(tmp_path, capsys):
         ),
         (["--method", "pbt", "--continue", "--interval", "2"], "--continue needs --out"),
         (["--method", "halving", "--grid", LRS, "--eta", "1"], "eta must be an integer >= 2"),
+        (["--method", "halving", "--grid", LRS, "--tensorboard"], "writes no --tensorboard"),
+        (["--method", "pbt", "--grid", LRS, "--quantile", "0.5"], "--method pbt needs"),
+        (["--method", "halving", "--grid", LRS, "--quantile", "0.5"], "--quantile do(es) not"),
     ],
 )
 def test_bad_tune_flags_exit_2_naming_the_problem(extra, message, tmp_path, capsys):
