@@ -30,10 +30,9 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from scipy import stats
 
 import jaxpo
-from jaxpo import search, sweep
+from jaxpo import estimates, search, sweep
 
 ENVS = ("gymnax:CartPole-v1", "gymnax:Acrobot-v1")
 SPACE = {
@@ -46,18 +45,11 @@ CONFIRM_SEEDS = list(range(100, 108))
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def iqm_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """IQM of ``values [S]`` and its 95% percentile-bootstrap interval over the seeds."""
-    ci = stats.bootstrap(
-        (values,), search.iqm, method="percentile", n_resamples=2000, rng=np.random.default_rng(0)
-    ).confidence_interval
-    return float(search.iqm(values)), float(ci.low), float(ci.high)
-
-
 def confirm(config: jaxpo.Config, hparams: jaxpo.HParams) -> tuple[float, float, float]:
     """IQM [95% interval] over 8 fresh seeds of the final evaluation of ``hparams``."""
     result = sweep.run(config, hparams, CONFIRM_SEEDS, keep_state=False)
-    return iqm_interval(result.metrics["eval_return"][0, :, -1])
+    values = result.metrics["eval_return"][0, :, -1]
+    return (float(estimates.iqm(values)), *estimates.iqm_interval(values))
 
 
 def chosen(hparams: jaxpo.HParams) -> dict[str, float]:

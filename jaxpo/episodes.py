@@ -11,6 +11,7 @@ normalises them: evaluating never updates them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -137,3 +138,40 @@ def first_episodes(
         jnp.where(done, returns, state.episode_return),
         jnp.where(done, lengths, state.episode_length),
     )
+
+
+#: folded into an agent's key for its evaluations, so that evaluating draws nothing from the
+#: training stream: a run with evaluation on trains exactly as one with it off.
+EVAL_STREAM = 0x4556
+
+#: ``evaluate(params, env_state, key, hparams) -> {"return": [], "length": []}``.
+Evaluation = Callable[[Any, Any, jax.Array, Any], dict[str, jax.Array]]
+
+
+def make_evaluation(normalize_obs: bool, actor: Actor, env: envs.Environment) -> Evaluation:
+    """The in-training evaluation: one greedy episode in each of ``env``'s environments.
+
+    The agent's actor acts with the mode of its distribution in the ``N`` environments of
+    ``env`` (its own, reset from a key folded from its training key; see
+    :func:`jaxpo.train.make_eval_env`), with the observation normaliser's statistics of the
+    training ``env_state`` frozen when ``normalize_obs``, until each has finished one episode
+    (:func:`first_episodes`).
+
+    Returns:
+        ``evaluate(params, env_state, key, hparams)``: the mean return and length.
+    """
+
+    def evaluate(params: Any, env_state: Any, key: jax.Array, hparams: Any) -> dict[str, jax.Array]:
+        stats = env_state.stats if normalize_obs else None
+        policy = AgentPolicy(params["actor"], stats)
+        key = jax.random.fold_in(key, EVAL_STREAM)
+        done = first_episodes(env, actor, policy, hparams.env_params, key, True)
+        return {"return": done.returns.mean(), "length": done.lengths.mean()}
+
+    return evaluate
+
+
+def no_evaluation(evaluating: bool) -> dict[str, jax.Array]:
+    """A runner state's ``evaluation`` before the first one: NaN, or ``{}`` when off."""
+    nan = jnp.float32(jnp.nan)
+    return {"return": nan, "length": nan} if evaluating else {}

@@ -27,7 +27,7 @@ from flax import struct
 from . import envs
 from .algos import Algorithm
 from .config import Config
-from .episodes import AgentPolicy, first_episodes
+from .episodes import make_evaluation, no_evaluation
 from .hparams import HParams, scalar_names, validate_hparams
 from .networks import Networks, is_recurrent, make_networks
 from .recurrence import initial_carries, one_step
@@ -187,45 +187,6 @@ def finite_update(old: Any, new: Any, metrics: dict[str, jax.Array]) -> jax.Arra
     return ok
 
 
-#: folded into an agent's key for its evaluations, so that evaluating draws nothing from the
-#: training stream: a run with evaluation on trains exactly as one with it off.
-EVAL_STREAM = 0x4556
-
-#: ``evaluate(params, env_state, key, hparams) -> {"return": [], "length": []}``.
-Evaluation = Callable[[Any, Any, jax.Array, HParams], dict[str, jax.Array]]
-
-
-def make_evaluation(config: Config, networks: Networks) -> Evaluation:
-    """The in-training evaluation of ``config``: ``config.eval_episodes`` greedy episodes.
-
-    The agent's actor acts with the mode of its distribution in ``eval_episodes``
-    environments of its own (reset from a key folded from its training key), through the
-    training wrappers, with the observation normaliser's statistics of ``env_state`` frozen
-    (:func:`jaxpo.episodes.first_episodes`), until each has finished one episode.
-
-    Returns:
-        ``evaluate(params, env_state, key, hparams)``: the mean return and length.
-    """
-    env = make_eval_env(config, config.eval_episodes)
-
-    def evaluate(
-        params: Any, env_state: Any, key: jax.Array, hparams: HParams
-    ) -> dict[str, jax.Array]:
-        stats = env_state.stats if config.normalize_obs else None
-        policy = AgentPolicy(params["actor"], stats)
-        key = jax.random.fold_in(key, EVAL_STREAM)
-        done = first_episodes(env, networks.actor, policy, hparams.env_params, key, True)
-        return {"return": done.returns.mean(), "length": done.lengths.mean()}
-
-    return evaluate
-
-
-def no_evaluation(config: Config) -> dict[str, jax.Array]:
-    """A runner state's ``evaluation`` before the first one: NaN, or ``{}`` when off."""
-    nan = jnp.float32(jnp.nan)
-    return {"return": nan, "length": nan} if config.eval_interval else {}
-
-
 def _report(hook: ProgressHook, update: jax.Array, env_steps: int, ret: jax.Array) -> jax.Array:
     """Calls ``hook`` once per call site, however many ``vmap`` levels wrap it.
 
@@ -279,7 +240,10 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
     check_action_space(algo, env)
     networks = make_networks(config, env, critic=algo.collector.critic)
     collect = algo.collector.make(config, env, networks)
-    evaluate = make_evaluation(config, networks) if config.eval_interval else None
+    evaluate = None
+    if config.eval_interval:
+        eval_env = make_eval_env(config, config.eval_episodes)
+        evaluate = make_evaluation(config.normalize_obs, networks.actor, eval_env)
 
     def checked_rule(hparams: HParams) -> Any:
         # Structural: TIC-GRPO takes GRPO's hparams (same fields, other defaults) and back.
@@ -305,7 +269,7 @@ def make_trainer(config: Config, progress: ProgressHook | None = None) -> Traine
             initial_carries(networks, (config.num_envs,)),
             key,
             jnp.int32(0),
-            no_evaluation(config),
+            no_evaluation(bool(config.eval_interval)),
             zero,
             zero,
             skipped=jnp.int32(0),

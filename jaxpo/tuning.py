@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import search, sweep, sweep_table
+from . import estimates, search, sweep, sweep_table
 from .config import Config
 from .hparams import HParams
 
@@ -73,7 +73,7 @@ def ranked_rows(
 
 def intervals(values: np.ndarray) -> dict[str, np.ndarray]:
     """``score_low``/``score_high`` columns: each member's IQM interval over seeds ``[M, S]``."""
-    bounds = np.array([sweep_table.iqm_interval(v) for v in values]).reshape(-1, 2)
+    bounds = np.array([estimates.iqm_interval(v) for v in values]).reshape(-1, 2)
     return {"score_low": bounds[:, 0], "score_high": bounds[:, 1]}
 
 

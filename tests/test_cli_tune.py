@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxpo
-from jaxpo import cli, search, sweep
+from jaxpo import cli, estimates, search, sweep
 
 TINY = ["--seeds", "2", "--total-timesteps", "288", "--no-progress"]
 TINY += ["--set", "num_envs=2", "--set", "num_steps=16", "--set", "hidden_sizes=8,8"]
@@ -131,11 +131,9 @@ def test_tune_members_match_the_sweep_flags():
 
 
 def test_iqm_interval_limit_cases():
-    from jaxpo import sweep_table
-
-    assert sweep_table.iqm_interval(np.full(8, 3.0)) == (3.0, 3.0)  # no spread, no width
-    assert all(np.isnan(sweep_table.iqm_interval(np.array([1.0]))))  # one seed: none
-    assert all(np.isnan(sweep_table.iqm_interval(np.array([1.0, np.nan, 2.0]))))
+    assert estimates.iqm_interval(np.full(8, 3.0)) == (3.0, 3.0)  # no spread, no width
+    assert all(np.isnan(estimates.iqm_interval(np.array([1.0]))))  # one seed: none
+    assert all(np.isnan(estimates.iqm_interval(np.array([1.0, np.nan, 2.0]))))
     values = np.array([0.0, 10, 10, 10, 10, 10, 10, 500])  # IQM 10, outliers trimmed
-    low, high = sweep_table.iqm_interval(values)
-    assert 0 <= low <= 10 <= high < 500 and sweep_table.iqm_interval(values) == (low, high)
+    low, high = estimates.iqm_interval(values)
+    assert 0 <= low <= 10 <= high < 500 and estimates.iqm_interval(values) == (low, high)

@@ -468,14 +468,14 @@ def test_evaluation_carries_and_resets_the_actor_state(memory_agent, monkeypatch
     Only each env's first episode counts and every ``probe:memory`` episode ends at step
     4, so the resets cannot change the returns; a spy on ``reset_carry`` sees them."""
     seen = []
-    real = evaluate.reset_carry
+    real = episodes.reset_carry
 
     def spy(carry, done):
         out = real(carry, done)
         jax.debug.callback(lambda *a: seen.append(jax.tree.map(np.asarray, a)), carry, done, out)
         return out
 
-    monkeypatch.setattr(evaluate, "reset_carry", spy)
+    monkeypatch.setattr(episodes, "reset_carry", spy)
     evaluate.batched_returns.cache_clear()  # a program traced with the spy
     key = jax.random.key(1)
     try:

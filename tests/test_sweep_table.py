@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxpo
-from jaxpo import sweep, sweep_table
+from jaxpo import estimates, sweep, sweep_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -139,7 +139,7 @@ def test_parquet_round_trip(setup, tmp_path):
 
 def test_bootstrap_interval_by_hand():
     # two seeds with values 0 and 1: resampled means are 0, 0.5, 1 with chances 1/4, 1/2, 1/4
-    low, high = sweep_table.bootstrap_interval(np.array([[0.0, 5.0], [1.0, 5.0]]))
+    low, high = estimates.bootstrap_interval(np.array([[0.0, 5.0], [1.0, 5.0]]))
     np.testing.assert_array_equal(low, [0.0, 5.0])
     np.testing.assert_array_equal(high, [1.0, 5.0])
 

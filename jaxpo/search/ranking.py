@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 
-from ..sweep_table import iqm
+from ..estimates import iqm
 
 __all__ = [
     "EVAL_METRIC",
