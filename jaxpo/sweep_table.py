@@ -182,6 +182,12 @@ def write_parquet(table: Table, path: str | Path) -> bool:
     return True
 
 
+def aligned(cells: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of text cells as lines, each column right-aligned to its widest cell."""
+    widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
+    return ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+
+
 def top_k(
     table: Table, k: int, metric: str = "final_return", mode: str = "max", centre: str = "mean"
 ) -> list[Ranked]:
@@ -260,13 +266,12 @@ def format_top_k(
         + ([f"{r.failed}/{seeds}" if r.failed else "-"] if marked else [])
         for i, r in enumerate(ranked)
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
     how = "IQM; mean ± std" if by_iqm else "mean ± std"
     title = (
         f"top {len(ranked)} of {len(table.members)} members by {metric} "
         f"({mode}; {how} over {seeds} seed(s))"
     )
-    lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    lines = aligned(cells)
     if marked:
         lines.append(
             "failed: seeds whose agent NaN safety froze (non-finite updates); their "

@@ -278,12 +278,10 @@ def format_table(outcome: Outcome, top: int) -> str:
     cells = [list(rows[0])] + [
         [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows
     ]
-    widths = [max(len(c) for c in column) for column in zip(*cells, strict=True)]
     how = (
         "score: the agent's value at the last update"
         if outcome.method == "pbt"
         else "score: IQM over seeds at the last update, 95% bootstrap interval"
     )
     title = f"{outcome.method}: top {len(rows)} of {len(outcome.rows)} by {outcome.metric} ({how})"
-    lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
-    return "\n".join([title, *lines])
+    return "\n".join([title, *sweep_table.aligned(cells)])
